@@ -1,0 +1,94 @@
+"""Progress reports and cancellation, shared by the captioner, the generators and the UIs.
+
+Plain data and a thread-safe flag: the pipeline never imports a UI, and a UI never reaches into a
+model loop. A UI passes ``on_progress`` (a callable) and a ``CancelToken``; loops call ``report`` and
+``cancel.raise_if_cancelled()`` at each step boundary.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .errors import GenerationCancelled
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: ``step`` of ``total`` done in ``stage``, ``elapsed`` seconds so far."""
+
+    stage: str  # "caption", "denoise", "decode", "encode", "load"
+    step: int
+    total: int
+    elapsed: float
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, self.step / self.total)
+
+    @property
+    def remaining(self) -> Optional[float]:
+        """Seconds left, extrapolated from the mean step time; None before the first step."""
+        if self.step <= 0 or self.total <= 0:
+            return None
+        return self.elapsed / self.step * max(0, self.total - self.step)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelToken:
+    """A flag a UI sets (Cancel button, Ctrl-C) and a loop checks between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    def reset(self) -> None:
+        self._event.clear()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise GenerationCancelled("Cancelled: the run stopped before it finished and nothing was saved.")
+
+
+class StepReporter:
+    """Turns 'one more step done' into ``Progress`` reports with elapsed time, and checks cancel.
+
+    Loops call ``reporter.step()`` after each unit of work; ``check()`` before expensive work.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        total: int,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> None:
+        self.stage = stage
+        self.total = total
+        self.on_progress = on_progress
+        self.cancel = cancel
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def check(self) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.on_progress is not None:
+            self.on_progress(Progress(self.stage, self.done, self.total, time.perf_counter() - self.started))
+        self.check()
+
+
+__all__ = ["Progress", "ProgressCallback", "CancelToken", "StepReporter"]
