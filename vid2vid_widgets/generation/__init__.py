@@ -1,0 +1,65 @@
+"""Text-to-video backends behind one ``Generator`` protocol.
+
+``diffusers`` (default): the diffusers components of ``ali-vilab/text-to-video-ms-1.7b`` driven by
+our own denoising loop. ``modelscope``: the original ``damo/text-to-video-synthesis`` checkpoint
+through the ``modelscope`` package (``pip install "vid2vid-widgets[modelscope]"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Optional, Union
+
+from ..errors import InvalidSettingsError
+from .base import MAX_SEED, SCHEDULERS, GeneratedFrames, GenerationSettings, Generator
+
+# backend name -> (module, class, constant holding the default model id, tiny-model role)
+BACKENDS = {
+    "diffusers": ("vid2vid_widgets.generation.diffusers_t2v", "DiffusersTextToVideo", "DEFAULT_T2V_MODEL", "text-to-video"),
+    "modelscope": ("vid2vid_widgets.generation.modelscope_t2v", "ModelScopeTextToVideo", "DEFAULT_MODELSCOPE_MODEL", "modelscope"),
+}
+DEFAULT_BACKEND = "diffusers"
+
+
+def default_model_id(backend: str) -> str:
+    module_name, _, constant, _ = _backend_entry(backend)
+    return getattr(importlib.import_module(module_name), constant)
+
+
+def _backend_entry(backend: str):
+    if backend not in BACKENDS:
+        raise InvalidSettingsError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+    return BACKENDS[backend]
+
+
+def make_generator(
+    backend: Union[str, Generator, None] = None,
+    model_id: Optional[str] = None,
+    *,
+    models: Optional[str] = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Generator:
+    """Build the generator for ``backend`` (a name, or an object that already is one).
+
+    ``models="tiny"`` swaps in the tiny random model of that backend (tests, offline demos).
+    Nothing is loaded here: generators load lazily, through the model registry.
+    """
+    if backend is not None and not isinstance(backend, str):
+        return backend
+    module_name, class_name, _, tiny_role = _backend_entry(backend or DEFAULT_BACKEND)
+    if model_id is None and models == "tiny":
+        from ..testing import tiny_model_path
+
+        model_id = tiny_model_path(tiny_role)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    kwargs = {"device": device, "dtype": dtype}
+    if model_id is not None:
+        kwargs["model_id"] = model_id
+    return cls(**kwargs)
+
+
+__all__ = [
+    "BACKENDS", "DEFAULT_BACKEND", "GenerationSettings", "GeneratedFrames", "Generator",
+    "MAX_SEED", "SCHEDULERS", "default_model_id", "make_generator",
+]

@@ -1,0 +1,346 @@
+"""``Vid2VidPipeline``: video -> caption -> (edit) -> generated video -> saved run.
+
+The one entry point that the panel, the ``%vid2vid`` magic and the ``vid2vid`` command call. It
+holds no weights itself: captioner and generator fetch theirs from the process-wide registry, so a
+second pipeline, panel or run in the same process costs only the compute.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import video
+from ._compat import CPU_WARNING, free_cuda_cache, resolve_device
+from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
+from .errors import BusyError, GPUOutOfMemoryError, InvalidSettingsError, Vid2VidError
+from .generation import make_generator
+from .generation.base import GenerationSettings, Generator
+from .progress import CancelToken, ProgressCallback, StepReporter
+from .runs import OUTPUT_FILE, RunRecord, RunStore, file_digest
+from .video import VideoInfo
+
+PathLike = Union[str, "os.PathLike[str]"]
+DEFAULT_CAPTION_FRAMES = 6
+CAPTION_MAX_SIDE = 512  # BLIP looks at 384 px; decoding 4K frames at full size only costs memory
+
+
+@dataclass
+class LoadedVideo:
+    """An input video on disk, probed: what the panel shows in its info line."""
+
+    path: Path
+    info: VideoInfo
+    name: str
+
+
+@dataclass
+class CaptionResult:
+    caption: Caption
+    video: LoadedVideo
+    frames: List[np.ndarray]
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """A finished generation, saved in its own run folder."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    video_path: Path  # output.mp4 in the run folder
+    record: RunRecord
+    settings: GenerationSettings  # with the seed actually used
+    caption: Optional[Caption]
+    notes: List[str]
+    timings: Dict[str, float]
+    model: Dict[str, Any]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.record.run_dir
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings.seed)
+
+
+class Vid2VidPipeline:
+    """Caption a video, generate a new one from (edited) words, and record every run.
+
+    Args:
+        captioner: a BLIP model id or folder, or a captioner object (default BLIP base).
+        generator: a backend name ("diffusers", "modelscope") or a generator object.
+        generator_model: the model id or folder for the backend (default: the backend's own).
+        models: "tiny" for the tiny random models (tests, offline demos); None for the real ones.
+        device, dtype: "auto" picks CUDA in fp16, else the CPU in fp32 (with a warning).
+        output_dir: where run folders, uploads and previews go.
+        caption_frames: how many frames of the video are captioned.
+        **settings: defaults for ``GenerationSettings`` (num_frames, num_steps, seed, ...).
+    """
+
+    def __init__(
+        self,
+        captioner: Union[str, BlipCaptioner, None] = None,
+        generator: Union[str, Generator, None] = None,
+        *,
+        generator_model: Optional[str] = None,
+        models: Optional[str] = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        output_dir: PathLike = "vid2vid-runs",
+        caption_frames: int = DEFAULT_CAPTION_FRAMES,
+        **settings: Any,
+    ) -> None:
+        if models not in (None, "tiny"):
+            raise InvalidSettingsError(f"models must be None or 'tiny' (got {models!r}).")
+        self.models = models
+        # Tiny models on a CPU are the intended offline setup: no "this will be slow" warning then.
+        self.device, self.dtype = resolve_device(device, dtype, warn=False)
+        if self.device == "cpu" and models != "tiny" and device == "auto":
+            warnings.warn(CPU_WARNING, stacklevel=2)
+        self.captioner = self._make_captioner(captioner)
+        self.generator = make_generator(generator, generator_model, models=models, device=self.device, dtype=self.dtype)
+        self.store = RunStore(output_dir)
+        self.caption_frames = int(caption_frames)
+        self.settings = GenerationSettings(**settings)
+        self._busy = threading.Lock()
+
+    def _make_captioner(self, captioner: Union[str, BlipCaptioner, None]) -> BlipCaptioner:
+        if captioner is not None and not isinstance(captioner, str):
+            return captioner
+        model_id = captioner
+        if model_id is None:
+            if self.models == "tiny":
+                from .testing import tiny_model_path
+
+                model_id = tiny_model_path("captioner")
+            else:
+                model_id = DEFAULT_CAPTION_MODEL
+        return BlipCaptioner(model_id, device=self.device, dtype=self.dtype)
+
+    # -- one run at a time -------------------------------------------------------------------
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if not self._busy.acquire(blocking=False):
+            raise BusyError("A run is already in progress: wait for it to finish, or press Cancel.")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.locked()
+
+    # -- models --------------------------------------------------------------------------------
+    def preload(self) -> None:
+        """Load both models now (otherwise they load on first use) and keep them resident."""
+        self.captioner.load()
+        self.generator.load()
+
+    # -- input ---------------------------------------------------------------------------------
+    def load_video(self, source: Union[PathLike, bytes, LoadedVideo], name: Optional[str] = None) -> LoadedVideo:
+        """Probe a path, or store uploaded bytes under the output folder and probe them.
+
+        Raises ``InvalidVideoError`` with a readable message for anything that is not a video.
+        """
+        if isinstance(source, LoadedVideo):
+            return source
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            path = self.store.save_upload(name or "upload.mp4", bytes(source))
+        else:
+            path = Path(os.fspath(source)).expanduser()
+        info = video.probe(path)
+        return LoadedVideo(path=path, info=info, name=name or path.name)
+
+    def preview(self, source: Union[PathLike, LoadedVideo], max_side: int = 480) -> Path:
+        """A small browser-playable copy of the input for display (cached per input file)."""
+        loaded = self.load_video(source)
+        stat = loaded.path.stat()
+        key = file_digest(loaded.path, limit=1 << 20)[:16]
+        out = self.store.previews_dir() / f"{key}-{stat.st_size}-{max_side}.mp4"
+        if not out.exists():
+            video.preview(loaded.path, max_side=max_side, out_path=out)
+        return out
+
+    # -- caption -------------------------------------------------------------------------------
+    def caption(
+        self,
+        source: Union[PathLike, LoadedVideo],
+        *,
+        num_frames: Optional[int] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> CaptionResult:
+        """Caption ``num_frames`` frames spread over the video, in one batch, and agree on one caption."""
+        with self._exclusive():
+            return self._caption(source, num_frames, on_progress, cancel)
+
+    def _caption(self, source, num_frames, on_progress, cancel) -> CaptionResult:
+        k = int(num_frames or self.caption_frames)
+        if k < 1:
+            raise InvalidSettingsError(f"Caption frames must be at least 1 (got {k}).")
+        started = time.perf_counter()
+        loaded = self.load_video(source)
+        sampled = video.sample_frames(loaded.path, k, max_side=CAPTION_MAX_SIDE)
+        sampled_at = time.perf_counter()
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        self._load_with_progress(self.captioner, on_progress)
+        loaded_at = time.perf_counter()
+        caption = self._guard_oom(
+            lambda: self.captioner.caption_frames(
+                sampled.frames, sampled.timestamps, on_progress=on_progress, cancel=cancel
+            ),
+            "caption frames",
+        )
+        done = time.perf_counter()
+        timings = {"sample_frames": sampled_at - started, "load_captioner": loaded_at - sampled_at,
+                   "caption": done - loaded_at, "total": done - started}
+        return CaptionResult(caption=caption, video=loaded, frames=list(sampled.frames), timings=timings)
+
+    # -- generate ------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt: Union[str, Caption, None] = None,
+        settings: Optional[GenerationSettings] = None,
+        *,
+        source: Union[PathLike, LoadedVideo, None] = None,
+        caption: Optional[Caption] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **overrides: Any,
+    ) -> RunResult:
+        """Generate a video from ``prompt`` (text or a ``Caption``) and save it as a new run.
+
+        ``settings`` (or the pipeline's defaults) with ``overrides`` applied; the seed actually used
+        is in the result and in run.json. Nothing is loaded again that is already resident.
+        """
+        with self._exclusive():
+            return self._generate(prompt, settings, source, caption, on_progress, cancel, overrides)
+
+    def _generate(self, prompt, settings, source, caption, on_progress, cancel, overrides) -> RunResult:
+        if isinstance(prompt, Caption):
+            caption, prompt = prompt, prompt.text
+        base = settings or self.settings
+        if prompt is not None:
+            overrides["prompt"] = prompt
+        checked, notices = base.replace(**overrides).checked()
+        started = time.perf_counter()
+        self._load_with_progress(self.generator, on_progress)
+        loaded_at = time.perf_counter()
+        result = self._guard_oom(
+            lambda: self.generator.generate(checked, on_progress=on_progress, cancel=cancel), "generate"
+        )
+        generated_at = time.perf_counter()
+        notes = list(dict.fromkeys([*notices, *result.notes]))  # keep order, drop repeats
+        run_dir = self.store.new_run_dir(result.settings.prompt)
+        try:
+            encode = StepReporter("encode", 1, on_progress, None)
+            video.encode_mp4(result.frames, result.settings.fps, run_dir / OUTPUT_FILE)
+            encode.step()
+            encoded_at = time.perf_counter()
+            timings = {"load_generator": loaded_at - started, **{f"generate.{k}": v for k, v in result.timings.items()},
+                       "generate": generated_at - loaded_at, "encode": encoded_at - generated_at}
+            timings["total"] = time.perf_counter() - started
+            record = self.store.save_run(run_dir, {
+                "settings": result.settings.to_dict(),
+                "caption": caption.to_dict() if caption is not None else None,
+                "input": self._input_reference(source),
+                "notes": notes,
+                "models": {"generator": result.model or self.generator.describe(),
+                           "captioner": self.captioner.describe() if caption is not None else None},
+                "timings": timings,
+                "frames_shape": list(result.frames.shape),
+            })
+        except BaseException:
+            self.store.discard(run_dir)  # no half run is ever shown as a result
+            raise
+        return RunResult(frames=result.frames, video_path=record.output_path, record=record,
+                         settings=result.settings, caption=caption, notes=notes, timings=timings,
+                         model=record.data["models"]["generator"])
+
+    def run(
+        self,
+        source: Union[PathLike, LoadedVideo],
+        settings: Optional[GenerationSettings] = None,
+        *,
+        prompt: Optional[str] = None,
+        num_caption_frames: Optional[int] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **overrides: Any,
+    ) -> RunResult:
+        """Caption ``source`` then generate from the caption (or from ``prompt`` when given)."""
+        with self._exclusive():
+            captioned = self._caption(source, num_caption_frames, on_progress, cancel)
+            text = prompt if prompt is not None else captioned.caption.text
+            return self._generate(text, settings, captioned.video, captioned.caption, on_progress, cancel, overrides)
+
+    def regenerate(self, run: Union[PathLike, RunRecord], **overrides: Any) -> RunResult:
+        """Generate again from a saved run.json: same prompt, seed and settings give the same frames."""
+        record = run if isinstance(run, RunRecord) else RunStore.load(run)
+        if record is None:
+            raise Vid2VidError(f"{run} is not a complete run folder (no readable run.json).")
+        settings = GenerationSettings.from_dict(record.data["settings"])
+        caption = record.data.get("caption")
+        source = (record.data.get("input") or {}).get("path")
+        with self._exclusive():
+            return self._generate(
+                None, settings, source if source and Path(source).exists() else None,
+                Caption(**caption) if caption else None, None, None, overrides,
+            )
+
+    def history(self) -> List[RunRecord]:
+        """Completed runs in the output folder, newest first."""
+        return self.store.history()
+
+    # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _load_with_progress(model: Any, on_progress: Optional[ProgressCallback]) -> None:
+        reporter = StepReporter("load", 1, on_progress, None)
+        model.load()
+        reporter.step()
+
+    def _guard_oom(self, work, what: str):
+        """Turn CUDA out-of-memory from any backend into one readable error; models stay loaded."""
+        try:
+            return work()
+        except GPUOutOfMemoryError:
+            free_cuda_cache()
+            raise
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryError":
+                raise
+            free_cuda_cache()
+            raise GPUOutOfMemoryError(
+                f"The GPU ran out of memory during {what}. Lower the frames, the size (height/width) "
+                "or the caption frames, then try again; the models are still loaded."
+            ) from exc
+
+    @staticmethod
+    def _input_reference(source: Union[PathLike, LoadedVideo, None]) -> Optional[Dict[str, Any]]:
+        if source is None:
+            return None
+        path = source.path if isinstance(source, LoadedVideo) else Path(os.fspath(source))
+        reference: Dict[str, Any] = {"path": str(Path(path).resolve()), "name": Path(path).name}
+        try:
+            reference["size"] = Path(path).stat().st_size
+            reference["sha256_head"] = file_digest(path)
+        except OSError:
+            pass
+        if isinstance(source, LoadedVideo):
+            info = source.info
+            reference.update(width=info.width, height=info.height, fps=info.fps, duration=info.duration)
+        return reference
+
+
+__all__ = ["Vid2VidPipeline", "LoadedVideo", "CaptionResult", "RunResult"]
