@@ -1,0 +1,199 @@
+"""The ``vid2vid`` command: caption a video, generate from words, or both, from a terminal.
+
+    vid2vid caption VIDEO
+    vid2vid generate "a red fox running in snow" -o fox.mp4
+    vid2vid run VIDEO -o new.mp4
+    vid2vid history
+
+Every generation is also saved as a run folder (output.mp4 + run.json) under --output-dir.
+Errors are one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from . import __version__
+from .errors import Vid2VidError
+from .generation import BACKENDS, SCHEDULERS
+from .progress import Progress
+
+EXIT_ERROR = 1
+EXIT_CANCELLED = 130  # the shell's convention for Ctrl-C
+
+
+class TqdmProgress:
+    """One tqdm bar per stage (load, caption, denoise, decode, encode), fed by Progress reports."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bars: Dict[str, "object"] = {}
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        bar = self._bars.get(progress.stage)
+        if bar is None:
+            bar = self._bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage, unit="step",
+                                                    leave=True, file=sys.stderr, dynamic_ncols=True)
+        bar.update(progress.step - bar.n)
+        if progress.step >= progress.total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models and output")
+    group.add_argument("--models", choices=["tiny"], default=os.environ.get("VID2VID_MODELS") or None,
+                       help="'tiny': tiny random models for offline tries and tests (output is noise)")
+    group.add_argument("--backend", choices=list(BACKENDS), default="diffusers", help="text-to-video backend")
+    group.add_argument("--generator-model", metavar="ID_OR_DIR", help="model id or local folder for the backend")
+    group.add_argument("--captioner", metavar="ID_OR_DIR", help="BLIP model id or local folder")
+    group.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:1 or cpu")
+    group.add_argument("--output-dir", default="vid2vid-runs", help="where run folders go (default: %(default)s)")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_caption_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--caption-frames", type=int, default=6, metavar="K",
+                        help="frames spread over the video to caption (default: %(default)s)")
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("generation settings")
+    group.add_argument("--seed", type=int, help="random seed (default: a random one, recorded in run.json)")
+    group.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
+    group.add_argument("--frames", type=int, default=16, help="frames to generate (default: %(default)s)")
+    group.add_argument("--guidance", type=float, default=9.0, help="guidance scale (default: %(default)s)")
+    group.add_argument("--height", type=int, default=256, help="height in pixels (default: %(default)s)")
+    group.add_argument("--width", type=int, default=256, help="width in pixels (default: %(default)s)")
+    group.add_argument("--fps", type=int, default=8, help="frames per second of the output (default: %(default)s)")
+    group.add_argument("--negative", default="", metavar="TEXT", help="negative prompt: what to avoid")
+    group.add_argument("--scheduler", choices=list(SCHEDULERS), default="dpm++", help="sampler (default: %(default)s)")
+    parser.add_argument("-o", "--output", metavar="OUT.mp4", help="also copy the video here (never overwrites)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vid2vid", description="Caption a video with BLIP and generate a new one from the words.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("caption", help="caption a video", description="Caption frames spread over VIDEO.")
+    p.add_argument("video", help="video file (mp4, mov, mkv, webm, avi, gif, ...)")
+    p.add_argument("--json", action="store_true", help="print the caption, per-frame captions and timestamps as JSON")
+    _add_caption_options(p)
+    _add_common(p)
+
+    p = sub.add_parser("generate", help="generate a video from words", description="Generate a video from PROMPT.")
+    p.add_argument("prompt", help="what the video should show")
+    _add_settings(p)
+    _add_common(p)
+
+    p = sub.add_parser("run", help="caption a video, then generate a new one from the caption",
+                       description="Caption VIDEO, then generate from the caption (or from --prompt).")
+    p.add_argument("video", help="video file")
+    p.add_argument("--prompt", help="generate from this text instead of the caption")
+    _add_caption_options(p)
+    _add_settings(p)
+    _add_common(p)
+
+    p = sub.add_parser("history", help="list past runs in the output folder")
+    p.add_argument("--output-dir", default="vid2vid-runs", help="where run folders are (default: %(default)s)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    return dict(seed=args.seed, num_steps=args.steps, num_frames=args.frames, guidance_scale=args.guidance,
+                height=args.height, width=args.width, fps=args.fps, negative_prompt=args.negative,
+                scheduler=args.scheduler)
+
+
+def _pipeline(args: argparse.Namespace):
+    from .pipeline import Vid2VidPipeline
+
+    return Vid2VidPipeline(captioner=args.captioner, generator=args.backend, generator_model=args.generator_model,
+                           models=args.models, device=args.device, output_dir=args.output_dir,
+                           caption_frames=getattr(args, "caption_frames", 6))
+
+
+def _copy_output(result, output: Optional[str]) -> Optional[Path]:
+    """Copy the run's video to -o without ever replacing an existing file."""
+    if not output:
+        return None
+    target = Path(output).expanduser()
+    if target.exists():
+        raise Vid2VidError(f"{target} already exists; choose another -o name (the video is saved in "
+                           f"{result.video_path}).")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result.video_path, target)
+    return target
+
+
+def _report_run(result, copied: Optional[Path]) -> None:
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"prompt: {result.settings.prompt}")
+    print(f"seed: {result.seed}")
+    print(f"video: {copied or result.video_path}")
+    print(f"run folder: {result.run_dir}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = TqdmProgress(enabled=not getattr(args, "quiet", False))
+    try:
+        with warnings.catch_warnings():
+            if args.command != "history" and args.models == "tiny":
+                warnings.simplefilter("ignore")  # tiny models: library chatter would drown the output
+            if args.command == "history":
+                from .runs import RunStore
+
+                records = RunStore(args.output_dir).history()
+                if not records:
+                    print(f"No runs yet in {args.output_dir}.")
+                for record in records:
+                    print(f"{record.created}  seed {record.seed}  {record.output_path}  {record.prompt!r}")
+                return 0
+            pipeline = _pipeline(args)
+            if args.command == "caption":
+                result = pipeline.caption(args.video, on_progress=progress)
+                progress.close()
+                if args.json:
+                    print(json.dumps(result.caption.to_dict(), ensure_ascii=False, indent=2))
+                else:
+                    print(result.caption.text)
+                    for t, text in zip(result.caption.timestamps, result.caption.per_frame):
+                        print(f"  {t:7.2f} s  {text}", file=sys.stderr)
+                return 0
+            if args.command == "generate":
+                result = pipeline.generate(args.prompt, on_progress=progress, **_settings(args))
+            else:
+                result = pipeline.run(args.video, prompt=args.prompt, on_progress=progress, **_settings(args))
+            progress.close()
+            _report_run(result, _copy_output(result, args.output))
+            return 0
+    except KeyboardInterrupt:
+        progress.close()
+        print("vid2vid: cancelled; nothing was saved for the unfinished run.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Vid2VidError as exc:
+        progress.close()
+        print(f"vid2vid: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
