@@ -78,7 +78,7 @@ class GenerationSettings:
         sizes = {}
         for name in ("height", "width"):
             value = int(getattr(self, name))
-            rounded = max(8, int(round(value / 8)) * 8)
+            rounded = max(8, int(value / 8 + 0.5) * 8)  # half up: 100 -> 104, not banker's 96
             if rounded != value:
                 notices.append(f"{name} {value} is not a multiple of 8; using {rounded}.")
             sizes[name] = rounded
