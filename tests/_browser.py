@@ -54,9 +54,9 @@ FLAVOURS = ("lab", "notebook")
 
 
 def artifacts_dir(*parts: str) -> Path:
-    """Where screenshots go: ``$VID2VID_ARTIFACTS`` or ``artifacts/browser`` (git-ignored)."""
-    root = Path(os.environ.get("VID2VID_ARTIFACTS") or REPO_ROOT / "artifacts" / "browser")
-    folder = root.joinpath(*parts)
+    """Where screenshots go: ``$VID2VID_ARTIFACTS/browser``, else ``artifacts/browser`` (git-ignored)."""
+    root = Path(os.environ.get("VID2VID_ARTIFACTS") or REPO_ROOT / "artifacts")
+    folder = root.joinpath("browser", *parts)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -66,22 +66,39 @@ def chromium_path() -> str | None:
     return os.environ.get("VID2VID_CHROMIUM") or shutil.which("chromium")
 
 
-def missing_requirements() -> list[str]:
-    """What this machine lacks to run the browser tests (empty when all is there)."""
+def missing_requirements(flavour: str = "lab") -> list[str]:
+    """What this machine lacks to run the browser tests against ``flavour`` (empty when all is there)."""
+    import importlib.util
+
     missing = []
     if chromium_path() is None:
         missing.append("chromium (apt-get install -y chromium)")
-    for module, hint in [
+    needed = [
         ("playwright", "pip install playwright"),
         ("jupyterlab", "pip install 'jupyterlab>=4,<5'"),
         ("ipykernel", "pip install ipykernel"),
         ("nbformat", "pip install nbformat"),
-    ]:
-        try:
-            __import__(module)
-        except ImportError:
+        ("psutil", "pip install psutil"),
+    ]
+    if flavour == "notebook":
+        needed.append(("notebook", "pip install 'notebook>=7'"))
+    for module, hint in needed:
+        if importlib.util.find_spec(module) is None:
             missing.append(hint)
     return missing
+
+
+def skip_or_fail_if_missing(flavour: str) -> None:
+    """Skip when the browser tools are missing; fail instead where CI sets VID2VID_REQUIRE_BROWSER=1."""
+    import pytest
+
+    missing = missing_requirements(flavour)
+    if not missing:
+        return
+    message = f"the browser test ({flavour}) needs: " + ", ".join(missing)
+    if os.environ.get("VID2VID_REQUIRE_BROWSER") == "1":
+        pytest.fail(message + " (VID2VID_REQUIRE_BROWSER=1)")
+    pytest.skip(message)
 
 
 def free_port() -> int:

@@ -48,9 +48,7 @@ display(w.VBox([upload, video, caption, button, status]))""",
 
 @pytest.fixture(params=_browser.FLAVOURS)
 def server(request, tmp_path):
-    missing = _browser.missing_requirements()
-    if missing:
-        pytest.skip("browser test needs: " + ", ".join(missing))
+    _browser.skip_or_fail_if_missing(request.param)
     with _browser.jupyter_server(request.param, tmp_path / "jupyter") as server:
         yield server
 
