@@ -1,0 +1,112 @@
+"""A tiny random BLIP captioner, saved in the same layout as ``Salesforce/blip-image-captioning-base``.
+
+Used by tests, CI and ``models="tiny"``: ``BlipCaptioner(build_tiny_blip(folder))`` goes through the
+very same ``from_pretrained`` path as the real model id, so loading, batching, decoding settings and
+error handling are exercised without downloading anything. Its captions are random strings of real
+English words (the vocabulary below): readable enough to see in a UI, meaningless by design.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Union
+
+# Special tokens first, in BERT's order, so pad=0 like the real BLIP tokenizer.
+_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# Words that real video captions are made of, so a random model's output still reads like words.
+_WORDS = """
+a an the of in on at with and to from by near over under into through
+man woman person people child boy girl dog cat horse bird car bike bicycle bus train truck boat
+street road field park beach water river lake sea sky tree trees grass snow mountain city building
+house room table kitchen window door wall floor stage forest hill bridge
+is are riding walking running sitting standing playing flying driving jumping swimming holding
+looking eating talking dancing smiling
+big small young old red blue green white black yellow brown tall
+group couple crowd animal rabbit bunny video image picture scene view front back top side
+""".split()
+
+TINY_IMAGE_SIZE = 32
+
+
+def tiny_blip_vocab() -> Dict[str, int]:
+    """The word-level vocabulary of the tiny tokenizer (special tokens first, then unique words)."""
+    tokens = list(dict.fromkeys(_SPECIAL + _WORDS))  # dict.fromkeys: drop repeats, keep order
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def build_tiny_blip(folder: Union[str, Path], seed: int = 0) -> str:
+    """Write a tiny random ``BlipForConditionalGeneration`` and its ``BlipProcessor`` into ``folder``.
+
+    Hidden size 32, 2 layers, 32 px images in 8 px patches: builds, saves and captions in well under
+    a second on a CPU. The weights come from a fixed torch seed (inside a forked RNG, so the caller's
+    random state is untouched): the same folder content, and so the same captions, every time.
+    Returns the folder as a string, ready for ``from_pretrained``.
+    """
+    import torch
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    vocab = tiny_blip_vocab()
+    # transformers 5 trap: BertTokenizerFast(vocab_file=...) is silently ignored and leaves a
+    # 5-token vocab, so the vocabulary is passed as a dict.
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=512)
+    # BLIP's decoder starts every caption with [DEC] (its bos), exactly like the real checkpoint.
+    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+
+    image_processor = BlipImageProcessor(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
+    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+    vision_config = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "projection_dim": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": TINY_IMAGE_SIZE,
+        "patch_size": 8,
+        # BLIP's default vision init (1e-10) makes a random encoder blind: every frame would get
+        # the same caption. A wide init lets different frames give different captions, so the
+        # consensus step has something to choose between, as with the real model.
+        "initializer_range": 1.0,
+    }
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "encoder_hidden_size": 32,
+        "intermediate_size": 64,
+        "projection_dim": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 64,
+        # Token ids come from the tokenizer, never from BLIP's defaults (30522 etc. do not exist here).
+        "bos_token_id": tokenizer.bos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+    }
+    config = BlipConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        projection_dim=32,
+        image_text_hidden_size=32,
+    )
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BlipForConditionalGeneration(config).eval()
+
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return str(folder)
+
+
+__all__ = ["build_tiny_blip", "tiny_blip_vocab", "TINY_IMAGE_SIZE"]
