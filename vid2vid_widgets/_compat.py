@@ -9,7 +9,7 @@ import functools
 import os
 import sys
 import warnings
-from typing import Tuple
+from typing import Any, List, NamedTuple, Sequence, Tuple
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,3 +72,73 @@ def free_cuda_cache() -> None:
             torch.cuda.empty_cache()
     except Exception:  # freeing memory must never itself fail a run
         pass
+
+
+# -- ipywidgets 7 / 8 differences used by the panel ----------------------------------------------
+# Colab ships ipywidgets 7.7.1; everywhere else has 8. Each difference is answered here, once.
+
+
+class UploadedFile(NamedTuple):
+    """One uploaded file, whatever the ipywidgets version: its name, bytes and MIME type."""
+
+    name: str
+    content: bytes
+    type: str = ""
+
+
+def parse_upload_value(value: Any) -> List[UploadedFile]:
+    """Read a FileUpload ``value`` in either version's shape.
+
+    v7: a dict ``{name: {"metadata": {"name", "type", "size", "lastModified"}, "content": bytes}}``.
+    v8: a tuple of dicts ``{"name", "type", "size", "last_modified", "content": memoryview}``.
+    """
+    if not value:
+        return []
+    if isinstance(value, dict):  # v7
+        files = []
+        for name, entry in value.items():
+            metadata = entry.get("metadata") or {}
+            files.append(UploadedFile(str(metadata.get("name") or name), bytes(entry["content"]),
+                                      str(metadata.get("type") or "")))
+        return files
+    return [UploadedFile(str(entry["name"]), bytes(entry["content"]), str(entry.get("type") or ""))
+            for entry in value]  # v8
+
+
+def upload_trigger_trait() -> str:
+    """The FileUpload trait to observe for "a file arrived".
+
+    v7 rebuilds ``value`` when the browser bumps ``_counter``; observing ``_counter`` also catches
+    the same file uploaded twice (an equal ``value`` dict would send no change).
+    """
+    return "_counter" if ipywidgets_major() < 8 else "value"
+
+
+def clear_upload(widget: Any) -> None:
+    """Drop an upload's bytes from the widget once they are saved (a video can be large).
+
+    v8's ``value`` is settable (clearing it also resets the button's file count); v7's is read-only,
+    so its synced ``data``/``metadata`` lists are emptied and ``value`` is reset directly.
+    """
+    if ipywidgets_major() >= 8:
+        widget.value = ()
+    else:
+        with widget.hold_sync():
+            widget.metadata = []
+            widget.data = []
+        widget.set_trait("value", {})
+
+
+def set_titles(container: Any, titles: Sequence[str]) -> None:
+    """Titles of an Accordion/Tab: v8 has a ``titles`` tuple, v7 only ``set_title(i, title)``."""
+    if ipywidgets_major() >= 8:
+        container.titles = tuple(titles)
+    else:
+        for index, title in enumerate(titles):
+            container.set_title(index, title)
+
+
+def get_titles(container: Any) -> List[str]:
+    if ipywidgets_major() >= 8:
+        return list(container.titles)
+    return [container.get_title(i) or "" for i in range(len(container.children))]
