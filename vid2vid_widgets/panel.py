@@ -1,0 +1,493 @@
+"""``Vid2VidPanel``: the notebook panel. Widgets, layout and event wiring only; the work is the pipeline's.
+
+    from vid2vid_widgets import Vid2VidPanel
+    display(Vid2VidPanel())
+
+Building the panel loads nothing: the pipeline (and through it the models) is created on first use,
+and models come from the process-wide registry, so a second panel in the same kernel reuses them.
+In Colab the work runs inside the click handler (Colab does not render widget updates sent from
+background threads); elsewhere it runs in a worker thread, which keeps Cancel working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import ipywidgets as widgets
+
+from . import _panel_text as text
+from ._compat import clear_upload, in_colab, parse_upload_value, set_titles, upload_trigger_trait
+from ._runner import Runner
+from .errors import GenerationCancelled, Vid2VidError
+from .generation import BACKENDS, DEFAULT_BACKEND, SCHEDULERS
+from .generation.base import GenerationSettings
+from .progress import CancelToken, Progress
+from .runs import RunRecord
+
+VIDEO_ACCEPT = "video/*,.mp4,.mov,.mkv,.webm,.avi,.gif,.m4v"
+_SETTING_NAMES = {f.name for f in dataclasses.fields(GenerationSettings)}
+# Keyword arguments passed through to Vid2VidPipeline when the panel builds one.
+_PIPELINE_KWARGS = {"caption_frames", "output_dir", "device", "dtype", "captioner", "generator_model"}
+_WIDE = {"description_width": "initial"}
+
+
+def _button(description: str, css: str, tooltip: str = "", style: str = "", icon: str = "") -> widgets.Button:
+    button = widgets.Button(description=description, tooltip=tooltip, button_style=style, icon=icon)
+    button.add_class(css)
+    return button
+
+
+class Vid2VidPanel(widgets.VBox):
+    """Upload or name a video, read and edit its caption, generate a new video, compare both.
+
+    Args:
+        pipeline: a ``Vid2VidPipeline`` to use; by default one is built on first use.
+        models: "tiny" for the tiny random models (tests, offline demos); default
+            ``$VID2VID_MODELS`` or the real models.
+        autocaption: caption a video as soon as it is loaded.
+        runner: where the work runs (default: inline in Colab, a worker thread elsewhere).
+        **settings: ``GenerationSettings`` defaults (seed, num_steps, num_frames, guidance_scale,
+            height, width, fps, negative_prompt, scheduler), and ``caption_frames``, ``output_dir``,
+            ``backend``, ``device``, ``dtype`` for the pipeline.
+    """
+
+    def __init__(
+        self,
+        pipeline: Any = None,
+        models: Optional[str] = None,
+        *,
+        autocaption: bool = True,
+        runner: Optional[Runner] = None,
+        **settings: Any,
+    ) -> None:
+        unknown = set(settings) - _SETTING_NAMES - _PIPELINE_KWARGS - {"backend"}
+        if unknown:
+            raise TypeError(f"Unknown panel setting(s): {', '.join(sorted(unknown))}.")
+        self._models = models if models is not None else (os.environ.get("VID2VID_MODELS") or None)
+        self._pipeline_kwargs = {k: v for k, v in settings.items() if k in _PIPELINE_KWARGS}
+        self._pipeline = pipeline
+        self._pipeline_lock = threading.Lock()
+        self._runner = runner or Runner()
+        self._cancel = CancelToken()
+        defaults = pipeline.settings if pipeline is not None else GenerationSettings()
+        defaults = defaults.replace(**{k: v for k, v in settings.items() if k in _SETTING_NAMES})
+        caption_frames = settings.get("caption_frames", getattr(pipeline, "caption_frames", 6))
+        backend = settings.get("backend") or getattr(getattr(pipeline, "generator", None), "backend", DEFAULT_BACKEND)
+
+        self.loaded = None  # LoadedVideo shown on the left
+        self.caption_result = None  # CaptionResult of the loaded video
+        self.runs: List[Any] = []  # RunResults made by this panel, oldest first
+        self.last_result = None
+        self.last_error: Optional[BaseException] = None  # for tests and bug reports
+        self._reverting_backend = False
+
+        self._build_inputs(autocaption)
+        self._build_videos()
+        self._build_caption()
+        self._build_actions()
+        self._build_settings(defaults, int(caption_frames), backend)
+        self._build_history()
+        super().__init__(children=self._layout())
+        self.add_class("vid2vid-panel")
+        self._wire()
+        self._set_status("Upload a video or type its path and press Load.")
+
+    # -- building ------------------------------------------------------------------------------
+    def _build_inputs(self, autocaption: bool) -> None:
+        self.upload = widgets.FileUpload(accept=VIDEO_ACCEPT, multiple=False, description="Upload video")
+        self.upload.add_class("vid2vid-upload")
+        self.path_text = widgets.Text(placeholder="or a path, e.g. /content/drive/MyDrive/clip.mp4",
+                                      layout=widgets.Layout(flex="1 1 auto", width="auto"))
+        self.path_text.add_class("vid2vid-path")
+        self.load_button = _button("Load", "vid2vid-load", "Load the video at this path", icon="folder-open")
+        self.autocaption = widgets.Checkbox(value=autocaption, description="Caption after loading", indent=False,
+                                            layout=widgets.Layout(width="auto"))
+        self.info = widgets.HTML("<i>No video loaded yet.</i>")
+        self.info.add_class("vid2vid-info")
+
+    def _build_videos(self) -> None:
+        video_layout = dict(width="100%", max_height="360px")
+        # The input does not autoplay (the person decides when to watch); the output loops like a GIF.
+        self.input_video = widgets.Video(value=b"", format="mp4", autoplay=False, loop=False, controls=True,
+                                         layout=widgets.Layout(**video_layout))
+        self.input_video.add_class("vid2vid-input")
+        self.output_video = widgets.Video(value=b"", format="mp4", autoplay=True, loop=True, controls=True,
+                                          layout=widgets.Layout(**video_layout))
+        self.output_video.add_class("vid2vid-output")
+
+    def _build_caption(self) -> None:
+        self.caption_text = widgets.Textarea(
+            placeholder="The caption appears here. Edit it (or type your own), then press Generate.",
+            rows=3, layout=widgets.Layout(width="100%"))
+        self.caption_text.add_class("vid2vid-caption")
+        self.frame_captions = widgets.Dropdown(options=[], description="Frame captions", style=_WIDE,
+                                               layout=widgets.Layout(flex="1 1 auto", width="auto"))
+        self.frame_captions.add_class("vid2vid-frame-captions")
+        self.use_frame_caption = _button("Use this one", "vid2vid-use-frame-caption",
+                                         "Copy the chosen frame's caption into the text box")
+        self.use_frame_caption.disabled = True
+
+    def _build_actions(self) -> None:
+        self.caption_button = _button("Caption", "vid2vid-caption-button", "Describe the loaded video in words",
+                                      icon="comment")
+        self.generate_button = _button("Generate", "vid2vid-generate", "Make a new video from the caption",
+                                       style="primary", icon="play")
+        self.cancel_button = _button("Cancel", "vid2vid-cancel", "Stop the run at the next step", style="warning",
+                                     icon="stop")
+        self.cancel_button.disabled = True
+        if not self._runner.threaded:
+            # The kernel is busy inside the click handler, so a Cancel click would only arrive after
+            # the run: Colab's own stop button (an interrupt) is what stops it.
+            self.cancel_button.tooltip = "In Colab, stop a run with the cell's stop button (Runtime > Interrupt)"
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="240px"))
+        self.progress.add_class("vid2vid-progress")
+        self.progress_label = widgets.Label("")
+        self.progress_label.add_class("vid2vid-progress-label")
+        self.status = widgets.HTML("")
+        self.status.add_class("vid2vid-status")
+        self.error = widgets.HTML("")
+        self.error.add_class("vid2vid-error")
+        self.seed_used = widgets.HTML("")
+        self.seed_used.add_class("vid2vid-seed-used")
+        self.notes = widgets.HTML("")
+        self.notes.add_class("vid2vid-notes")
+
+    def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str) -> None:
+        def int_text(description: str, value: int, low: int, high: int) -> widgets.BoundedIntText:
+            return widgets.BoundedIntText(value=value, min=low, max=high, description=description, style=_WIDE,
+                                          layout=widgets.Layout(width="180px"))
+
+        self.seed = widgets.IntText(value=s.seed or 0, description="Seed", style=_WIDE,
+                                    layout=widgets.Layout(width="200px"), disabled=s.seed is None)
+        self.random_seed = widgets.Checkbox(value=s.seed is None, description="random", indent=False,
+                                            layout=widgets.Layout(width="auto"))
+        self.steps = int_text("Steps", s.num_steps, 1, 1000)
+        self.frames = int_text("Frames", s.num_frames, 1, 512)
+        self.guidance = widgets.BoundedFloatText(value=s.guidance_scale, min=0.0, max=50.0, step=0.5,
+                                                 description="Guidance", style=_WIDE,
+                                                 layout=widgets.Layout(width="180px"))
+        # Plain IntText: a size that is not a multiple of 8 is corrected by the pipeline, with a note.
+        self.height = widgets.IntText(value=s.height, description="Height", style=_WIDE,
+                                      layout=widgets.Layout(width="180px"))
+        self.width = widgets.IntText(value=s.width, description="Width", style=_WIDE,
+                                     layout=widgets.Layout(width="180px"))
+        self.fps = int_text("FPS", s.fps, 1, 120)
+        self.negative_prompt = widgets.Text(value=s.negative_prompt, description="Negative prompt", style=_WIDE,
+                                            placeholder="what the video should not show, e.g. blurry, text",
+                                            layout=widgets.Layout(width="100%"))
+        self.caption_frames = int_text("Caption frames", caption_frames, 1, 64)
+        self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=s.scheduler, description="Scheduler",
+                                          style=_WIDE, layout=widgets.Layout(width="220px"))
+        self.backend = widgets.Dropdown(options=list(BACKENDS), value=backend, description="Backend",
+                                        style=_WIDE, layout=widgets.Layout(width="220px"))
+        rows = [
+            widgets.HBox([self.seed, self.random_seed, self.steps, self.frames, self.guidance]),
+            widgets.HBox([self.height, self.width, self.fps, self.caption_frames]),
+            self.negative_prompt,
+            widgets.HBox([self.scheduler, self.backend]),
+        ]
+        self.settings_box = widgets.Accordion(children=[widgets.VBox(rows)], selected_index=None)
+        set_titles(self.settings_box, ["Settings"])
+        self.settings_box.add_class("vid2vid-settings")
+
+    def _build_history(self) -> None:
+        self.history = widgets.VBox([])
+        self.history.add_class("vid2vid-history")
+        self.past_runs_button = _button("Show past runs", "vid2vid-past-runs",
+                                        "List the runs saved in the output folder", icon="history")
+        self.past_runs = widgets.VBox([])
+        self.past_runs.add_class("vid2vid-past")
+        self.log_output = widgets.Output()
+        self.details = widgets.Accordion(children=[self.log_output], selected_index=None)
+        set_titles(self.details, ["Details (for bug reports)"])
+
+    def _layout(self) -> List[widgets.Widget]:
+        def labelled(title: str, video: widgets.Video) -> widgets.VBox:
+            return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), video],
+                                layout=widgets.Layout(flex="1 1 0", min_width="0", margin="0 4px"))
+
+        return [
+            widgets.HBox([self.upload, self.path_text, self.load_button, self.autocaption],
+                         layout=widgets.Layout(align_items="center")),
+            self.info,
+            widgets.HBox([labelled("Your video", self.input_video), labelled("Generated video", self.output_video)],
+                         layout=widgets.Layout(width="100%")),
+            self.caption_text,
+            widgets.HBox([self.frame_captions, self.use_frame_caption]),
+            widgets.HBox([self.caption_button, self.generate_button, self.cancel_button, self.progress,
+                          self.progress_label], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
+            self.status,
+            self.error,
+            self.seed_used,
+            self.notes,
+            self.settings_box,
+            widgets.HTML("<b>Runs in this session</b>"),
+            self.history,
+            self.past_runs_button,
+            self.past_runs,
+            self.details,
+        ]
+
+    def _wire(self) -> None:
+        self.upload.observe(self._on_upload, names=upload_trigger_trait())
+        self.load_button.on_click(lambda _: self.load(self.path_text.value))
+        self.caption_button.on_click(lambda _: self.caption())
+        self.generate_button.on_click(lambda _: self.generate())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.use_frame_caption.on_click(lambda _: self._use_frame_caption())
+        self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
+        self.backend.observe(self._on_backend, names="value")
+        self.past_runs_button.on_click(lambda _: self.show_past_runs())
+
+    # -- the pipeline, built on first use ------------------------------------------------------
+    @property
+    def pipeline(self) -> Any:
+        """The ``Vid2VidPipeline`` (built now if needed; models still load only on first use)."""
+        with self._pipeline_lock:
+            if self._pipeline is None:
+                from .pipeline import Vid2VidPipeline  # imports torch: not at panel build time
+
+                # Settings are not passed: every caption and generate call sends the widgets' values.
+                kwargs = {**self._pipeline_kwargs, "caption_frames": self.caption_frames.value}
+                self._pipeline = Vid2VidPipeline(generator=self.backend.value, models=self._models, **kwargs)
+            return self._pipeline
+
+    # -- public actions (the buttons call these; so can code and tests) ------------------------
+    def load(self, source: Union[str, os.PathLike, bytes], name: Optional[str] = None) -> bool:
+        """Load a video from a path or uploaded bytes, show it, and caption it if autocaption is on.
+
+        Returns False when nothing was started (busy, or an empty path). A bad file shows a message
+        and keeps the previous video, caption and outputs.
+        """
+        if isinstance(source, str):
+            source = source.strip()
+            if not source:
+                self._show_error("Type the path of a video (for example /content/clip.mp4), then press Load.")
+                return False
+        return self._start("Loading the video...", lambda: self._load(source, name))
+
+    def caption(self) -> bool:
+        """Caption the loaded video (in the background outside Colab)."""
+        return self._start("Captioning...", self._caption)
+
+    def generate(self) -> bool:
+        """Generate a video from the text box as it is now, with the settings shown."""
+        return self._start("Generating...", self._generate)
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next step."""
+        if self._runner.busy:
+            self._cancel.cancel()
+            self._set_status("Cancelling at the next step...")
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the current job has finished (tests and scripts); False on timeout."""
+        return self._runner.wait(timeout)
+
+    @property
+    def busy(self) -> bool:
+        return self._runner.busy
+
+    def show_past_runs(self) -> None:
+        """List the completed runs saved in the output folder (newest first)."""
+        try:
+            records = self.pipeline.history()
+        except Vid2VidError as exc:
+            self._show_error(str(exc))
+            return
+        shown = records[:50]
+        header = widgets.HTML(f"<b>Saved in {self.pipeline.store.runs_dir}</b>: {len(records)} run(s)"
+                              + (" (newest 50 shown)" if len(records) > len(shown) else ""))
+        self.past_runs.children = [header] + [self._history_row(r) for r in shown]
+
+    def show_run(self, record: RunRecord) -> None:
+        """Play a saved run's output in the 'Generated video' player."""
+        try:
+            self.output_video.value = record.output_path.read_bytes()
+        except OSError as exc:
+            self._show_error(f"Cannot read {record.output_path}: {exc.strerror or exc}. Was the run folder moved?")
+            return
+        self.seed_used.value = f"Seed used: <b>{record.seed}</b> (run {record.name})"
+        self._set_status(f"Showing run {record.name}.")
+
+    # -- the jobs (run by the runner) ----------------------------------------------------------
+    def _load(self, source: Union[str, os.PathLike, bytes], name: Optional[str]) -> None:
+        pipeline = self.pipeline
+        loaded = pipeline.load_video(source, name=name)
+        preview = pipeline.preview(loaded)
+        data = preview.read_bytes()
+        # Only now, with a readable video in hand, replace what is shown.
+        self.loaded, self.caption_result = loaded, None
+        self.input_video.value = data
+        self.info.value = text.info_html(loaded.name, loaded.info, loaded.path)
+        self.frame_captions.options = []
+        self.use_frame_caption.disabled = True
+        if self.autocaption.value:
+            self._set_status(f"Loaded {loaded.name}. Captioning...")
+            self._caption()
+        else:
+            self._set_status(f"Loaded {loaded.name}. Press Caption, or type a caption and press Generate.")
+
+    def _caption(self) -> None:
+        if self.loaded is None:
+            raise Vid2VidError("Load a video first (upload one or type its path), then press Caption.")
+        result = self.pipeline.caption(self.loaded, num_frames=self.caption_frames.value,
+                                       on_progress=self._on_progress, cancel=self._cancel)
+        self.caption_result = result
+        self.caption_text.value = result.caption.text
+        per_frame = list(getattr(result.caption, "per_frame", []) or [])
+        times = list(getattr(result.caption, "timestamps", []) or [])
+        options = [(f"All frames: {result.caption.text}", -1)]
+        for i, words in enumerate(per_frame):
+            when = text.timestamp_text(times[i]) if i < len(times) else f"frame {i + 1}"
+            options.append((f"{when}  {words}", i))
+        self.frame_captions.options = options
+        self.use_frame_caption.disabled = False
+        took = result.timings.get("total")
+        self._set_status(f"Caption ready{f' in {text.duration_text(took)}' if took else ''}. "
+                         "Edit it if you like, then press Generate.")
+
+    def _generate(self) -> None:
+        settings = self._settings()
+        caption = self.caption_result.caption if self.caption_result is not None else None
+        result = self.pipeline.generate(settings.prompt, settings, source=self.loaded, caption=caption,
+                                        on_progress=self._on_progress, cancel=self._cancel)
+        self.output_video.value = result.video_path.read_bytes()
+        self.seed.value = result.seed  # so unticking "random" repeats this exact video
+        self.seed_used.value = f"Seed used: <b>{result.seed}</b>"
+        self.notes.value = text.notes_html(result.notes)
+        self.runs.append(result)
+        self.last_result = result
+        self.history.children = [self._history_row(result.record)] + list(self.history.children)
+        self._set_status(f"Done in {text.duration_text(result.timings.get('total'))}. "
+                         f"Saved in {result.run_dir}.")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _settings(self) -> GenerationSettings:
+        return GenerationSettings(
+            prompt=self.caption_text.value,
+            negative_prompt=self.negative_prompt.value,
+            seed=None if self.random_seed.value else int(self.seed.value),
+            num_frames=int(self.frames.value),
+            num_steps=int(self.steps.value),
+            guidance_scale=float(self.guidance.value),
+            height=int(self.height.value),
+            width=int(self.width.value),
+            fps=int(self.fps.value),
+            scheduler=self.scheduler.value,
+        )
+
+    def _start(self, status: str, work: Callable[[], None]) -> bool:
+        if self._runner.busy:
+            self._set_status("A run is in progress: wait for it to finish, or press Cancel.")
+            return False
+        self._cancel.reset()
+        self._show_error("")
+        self.notes.value = ""
+        self._set_running(True)
+        if not self._runner.threaded:
+            status += " (to stop: the cell's stop button, or Runtime > Interrupt execution)"
+        self._set_status(status)
+
+        def job() -> None:
+            try:
+                work()
+            except (GenerationCancelled, KeyboardInterrupt):  # KeyboardInterrupt: Colab's stop button
+                self.progress.bar_style = "warning"
+                self._set_status("Cancelled: nothing was saved. Everything else is as it was.")
+            except Vid2VidError as exc:
+                self.last_error = exc
+                self._show_error(str(exc))
+                self._set_status("")
+            except Exception as exc:  # a bug: one readable line here, the traceback in Details
+                self.last_error = exc
+                self._show_error(f"Something went wrong: {type(exc).__name__}: {exc}")
+                self.log_output.append_stderr(traceback.format_exc())
+                self._set_status("")
+            finally:
+                self._set_running(False)
+
+        return self._runner.start(job)
+
+    def _set_running(self, running: bool) -> None:
+        for control in (self.upload, self.path_text, self.load_button, self.caption_button, self.generate_button,
+                        self.backend, self.past_runs_button):
+            control.disabled = running
+        self.cancel_button.disabled = not (running and self._runner.threaded)
+        if running:
+            self.progress.bar_style = ""
+
+    def _on_progress(self, progress: Progress) -> None:
+        with self.progress.hold_sync():  # one message per step: max and value together
+            self.progress.value = 0
+            self.progress.max = max(1, progress.total)
+            self.progress.value = min(progress.step, self.progress.max)
+        self.progress_label.value = text.progress_text(progress)
+
+    def _set_status(self, message: str) -> None:
+        self.status.value = message
+
+    def _show_error(self, message: str) -> None:
+        self.error.value = text.error_html(message)
+
+    def _on_upload(self, change: Dict[str, Any]) -> None:
+        files = parse_upload_value(self.upload.value)
+        if not files:
+            return
+        upload = files[0]
+        clear_upload(self.upload)  # saved to disk by load(); no need to hold a second copy in memory
+        self.load(upload.content, name=upload.name)
+
+    def _use_frame_caption(self) -> None:
+        if self.caption_result is None or self.frame_captions.value is None:
+            return
+        index = self.frame_captions.value
+        caption = self.caption_result.caption
+        self.caption_text.value = caption.text if index < 0 else caption.per_frame[index]
+
+    def _on_backend(self, change: Dict[str, Any]) -> None:
+        if self._reverting_backend or self._pipeline is None:
+            return  # a panel without a pipeline yet builds it with the chosen backend
+        try:
+            if self._pipeline.busy or self._runner.busy:
+                raise Vid2VidError("Wait for the run to finish before changing the backend.")
+            from .generation import make_generator
+
+            p = self._pipeline
+            p.generator = make_generator(change["new"], models=p.models, device=p.device, dtype=p.dtype)
+            self._set_status(f"Backend: {change['new']} (its model loads on the next Generate).")
+        except Exception as exc:
+            self._show_error(str(exc) if isinstance(exc, Vid2VidError)
+                             else f"Something went wrong: {type(exc).__name__}: {exc}")
+            self._reverting_backend = True
+            try:
+                self.backend.value = change["old"]
+            finally:
+                self._reverting_backend = False
+
+    def _history_row(self, record: RunRecord) -> widgets.HBox:
+        show = widgets.Button(description="Show", tooltip="Play this run again", layout=widgets.Layout(width="70px"))
+        show.on_click(lambda _: self.show_run(record))
+        parts: List[widgets.Widget] = [show, widgets.HTML(text.download_html(record.output_path))]
+        if in_colab():
+            download = widgets.Button(description="Save to computer", layout=widgets.Layout(width="auto"))
+            download.on_click(lambda _: _colab_download(record.output_path))
+            parts.append(download)
+        parts.append(widgets.HTML(f"{record.created} · {text.run_summary(record.data)}"))
+        row = widgets.HBox(parts, layout=widgets.Layout(align_items="center"))
+        row.add_class("vid2vid-history-row")
+        return row
+
+
+def _colab_download(path: Path) -> None:
+    from google.colab import files  # only reached in Colab
+
+    files.download(str(path))
+
+
+__all__ = ["Vid2VidPanel", "VIDEO_ACCEPT"]
