@@ -207,7 +207,6 @@ class BlipCaptioner:
         self.max_new_tokens = int(max_new_tokens)
         self.repetition_penalty = float(repetition_penalty)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
-        self._resident: Optional[Tuple[Any, Any]] = None
 
     # -- loading ---------------------------------------------------------------------------------
     @property
@@ -216,15 +215,15 @@ class BlipCaptioner:
 
     @property
     def loaded(self) -> bool:
-        return self._resident is not None or REGISTRY.is_loaded(self.key)
+        return REGISTRY.is_loaded(self.key)
 
     def load(self) -> Tuple[Any, Any]:
-        """Load (or fetch the resident) model and processor. Raises ``ModelLoadError`` with advice."""
-        if self._resident is None:
-            self._resident = REGISTRY.get(
-                self.key, lambda: _load_blip(self.model_id, self.revision, self.device, self.dtype)
-            )
-        return self._resident
+        """Load (or fetch the resident) model and processor. Raises ``ModelLoadError`` with advice.
+
+        Nothing is cached on the instance: after ``vid2vid_widgets.unload()`` no captioner may keep
+        the weights alive (that is how a person frees GPU memory), and the next use loads again.
+        """
+        return REGISTRY.get(self.key, lambda: _load_blip(self.model_id, self.revision, self.device, self.dtype))
 
     @property
     def model(self) -> Any:
