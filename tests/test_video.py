@@ -8,7 +8,6 @@ written file is decoded back with inspect_mp4, never trusted from its header.
 from __future__ import annotations
 
 import errno
-import os
 import time
 from pathlib import Path
 
