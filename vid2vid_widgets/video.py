@@ -652,7 +652,10 @@ def _not_writable(path: Path, exc: OSError) -> OutputNotWritableError:
     elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
         what = "part of that folder path is a file, not a folder"
         todo = "Check the output path."
-    elif exc.errno in (errno.ENOENT, errno.EISDIR):
+    elif exc.errno == errno.EISDIR:
+        what = "a folder of that name is in the way"
+        todo = "Choose another file name."
+    elif exc.errno == errno.ENOENT:
         what = "that folder does not exist and cannot be created"
         todo = "Check the output path."
     else:
