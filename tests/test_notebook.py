@@ -1,0 +1,57 @@
+"""The demo notebook runs from top to bottom with the tiny models, as CI and Binder run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "vid2vid_demo.ipynb"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append(output.get("text", ""))
+        parts.append(output.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+def test_notebook_is_stored_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert nb.metadata["kernelspec"]["name"] == "python3"  # JupyterLab would otherwise ask for a kernel
+    first = nb.cells[0].source
+    assert ("https://colab.research.google.com/github/vid2vid-widgets/vid2vid-widgets/blob/main/"
+            "notebooks/vid2vid_demo.ipynb") in first
+
+
+@pytest.mark.slow
+def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("VID2VID_MODELS", "tiny")
+    # Tiny models on a shared 2-core machine run about 10x faster on one thread.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", timeout=600,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError on the first error
+
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    everything = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "already installed" in everything  # the install cell did nothing
+    assert 'Models: tiny random models (MODELS = "tiny")' in everything
+    panel_cell = next(c for c in nb.cells if "Vid2VidPanel(models=MODELS" in c.source)
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in panel_cell.outputs)
+    strip = next(c for c in nb.cells if "sample_frames(" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in strip.outputs)
+    assert "Whole video:" in everything
+    assert "Different seeds give different videos: True" in everything
+    assert "Same seed, same words, same video: True" in everything
+    assert "The negative prompt changed the video: True" in everything
+    assert len(list((tmp_path / "vid2vid-runs" / "runs").iterdir())) == 4  # 2 seeds + 2 negative prompt runs
