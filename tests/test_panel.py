@@ -337,6 +337,11 @@ def test_history_show_download_and_past_runs(tmp_path):
     assert "second run words" in rows[1].children[-1].value  # newest first
     rows[2].children[0].click()
     assert other.output_video.value == first.video_path.read_bytes()
+    # Past runs send no video until a link is asked for.
+    assert "base64" not in "".join(getattr(w, "value", "") for w in walk(other.past_runs) if isinstance(w, widgets.HTML))
+    rows[2].children[1].click()
+    href = re.search(r'href="data:video/mp4;base64,([^"]+)"', rows[2].children[1].value).group(1)
+    assert base64.b64decode(href) == first.video_path.read_bytes()
 
 
 def test_a_second_panel_shares_the_loaded_models(tmp_path, bikes):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from typing import Any, List, Optional
+from typing import Any, List
 
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
@@ -50,18 +50,14 @@ def parse_args(line: str) -> argparse.Namespace:
     return _parser().parse_args(shlex.split(line, posix=os.name != "nt"))
 
 
-def panel_from_line(line: str) -> Optional[Any]:
-    """Build (and start loading) the panel a ``%vid2vid`` line asks for; None after ``--help`` or an error."""
-    try:
-        args = parse_args(line)
-    except SystemExit:  # argparse has already printed the usage or the problem
-        return None
+def panel_from_args(args: argparse.Namespace) -> Any:
+    """The panel a parsed ``%vid2vid`` line asks for (nothing loaded yet)."""
     from .panel import Vid2VidPanel
 
     options = {k: v for k, v in vars(args).items() if v is not None and k not in ("path", "models", "autocaption")}
     panel = Vid2VidPanel(models=args.models, autocaption=args.autocaption, **options)
     if args.path:
-        panel.load(args.path)
+        panel.path_text.value = args.path
     return panel
 
 
@@ -73,11 +69,16 @@ class Vid2VidMagics(Magics):
 
         ``%vid2vid --help`` lists every option. The panel is also stored as ``vid2vid_panel``.
         """
-        panel = panel_from_line(line)
-        if panel is None:
+        try:
+            args = parse_args(line)
+        except SystemExit:  # argparse has already printed the usage or the problem
             return
+        panel = panel_from_args(args)
         self.shell.user_ns[PANEL_VARIABLE] = panel
         display(panel)
+        if args.path:
+            # After display: in Colab the load runs right here, and its progress should be visible.
+            panel.load(args.path)
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -89,4 +90,4 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Nothing to undo beyond what IPython does; present so ``%reload_ext`` works cleanly."""
 
 
-__all__: List[str] = ["Vid2VidMagics", "load_ipython_extension", "parse_args", "panel_from_line", "PANEL_VARIABLE"]
+__all__: List[str] = ["Vid2VidMagics", "load_ipython_extension", "parse_args", "panel_from_args", "PANEL_VARIABLE"]

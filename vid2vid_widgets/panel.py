@@ -107,7 +107,9 @@ class Vid2VidPanel(widgets.VBox):
         self.load_button = _button("Load", "vid2vid-load", "Load the video at this path", icon="folder-open")
         self.autocaption = widgets.Checkbox(value=autocaption, description="Caption after loading", indent=False,
                                             layout=widgets.Layout(width="auto"))
-        self.info = widgets.HTML("<i>No video loaded yet.</i>")
+        # Colab's upload fails from about 1 MB (the whole file travels in one message): say so up front.
+        self.info = widgets.HTML("<i>No video loaded yet. For videos over about 1 MB in Colab, copy the file to "
+                                 "/content or your Drive and type its path instead of uploading.</i>")
         self.info.add_class("vid2vid-info")
 
     def _build_videos(self) -> None:
@@ -303,7 +305,7 @@ class Vid2VidPanel(widgets.VBox):
         shown = records[:50]
         header = widgets.HTML(f"<b>Saved in {self.pipeline.store.runs_dir}</b>: {len(records)} run(s)"
                               + (" (newest 50 shown)" if len(records) > len(shown) else ""))
-        self.past_runs.children = [header] + [self._history_row(r) for r in shown]
+        self.past_runs.children = [header] + [self._history_row(r, link_now=False) for r in shown]
 
     def show_run(self, record: RunRecord) -> None:
         """Play a saved run's output in the 'Generated video' player."""
@@ -470,10 +472,26 @@ class Vid2VidPanel(widgets.VBox):
             finally:
                 self._reverting_backend = False
 
-    def _history_row(self, record: RunRecord) -> widgets.HBox:
+    def _history_row(self, record: RunRecord, link_now: bool = True) -> widgets.HBox:
+        """One run: Show, a download link, and its prompt, seed and settings.
+
+        ``link_now=False`` (past runs, possibly dozens) makes the link on request: each link carries
+        the whole video, and listing 50 runs should not send 50 videos to the browser.
+        """
         show = widgets.Button(description="Show", tooltip="Play this run again", layout=widgets.Layout(width="70px"))
         show.on_click(lambda _: self.show_run(record))
-        parts: List[widgets.Widget] = [show, widgets.HTML(text.download_html(record.output_path))]
+        if link_now:
+            link: widgets.Widget = widgets.HTML(text.download_html(record.output_path))
+        else:
+            link = widgets.Button(description="Download link", layout=widgets.Layout(width="auto"))
+
+            def make_link(button: widgets.Button) -> None:
+                children = list(row.children)
+                children[children.index(button)] = widgets.HTML(text.download_html(record.output_path))
+                row.children = children
+
+            link.on_click(make_link)
+        parts: List[widgets.Widget] = [show, link]
         if in_colab():
             download = widgets.Button(description="Save to computer", layout=widgets.Layout(width="auto"))
             download.on_click(lambda _: _colab_download(record.output_path))
