@@ -93,6 +93,19 @@ def test_builds_without_loading_models_and_has_the_css_hooks(tmp_path):
     assert (panel.seed.disabled, panel.random_seed.value) == (True, True)
 
 
+def test_a_given_pipeline_is_used_with_its_defaults(tmp_path):
+    from vid2vid_widgets.pipeline import Vid2VidPipeline
+
+    pipeline = Vid2VidPipeline(models="tiny", output_dir=tmp_path, num_steps=3, seed=5, caption_frames=3)
+    panel = Vid2VidPanel(pipeline)
+    assert panel.pipeline is pipeline
+    assert (panel.steps.value, panel.seed.value, panel.random_seed.value, panel.caption_frames.value) == (3, 5, False, 3)
+    with pytest.raises(TypeError, match="output_dir"):
+        Vid2VidPanel(pipeline, output_dir=tmp_path / "elsewhere")
+    with pytest.raises(TypeError, match="Unknown panel setting"):
+        Vid2VidPanel(models="tiny", num_step=3)
+
+
 def test_display_sends_a_widget_view(tmp_path):
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.display import display

@@ -26,6 +26,7 @@ from ._runner import Runner
 from .errors import GenerationCancelled, Vid2VidError
 from .generation import BACKENDS, DEFAULT_BACKEND, SCHEDULERS
 from .generation.base import GenerationSettings
+from .pipeline import DEFAULT_CAPTION_FRAMES, Vid2VidPipeline
 from .progress import CancelToken, Progress
 from .runs import RunRecord
 
@@ -58,7 +59,7 @@ class Vid2VidPanel(widgets.VBox):
 
     def __init__(
         self,
-        pipeline: Any = None,
+        pipeline: Optional[Vid2VidPipeline] = None,
         models: Optional[str] = None,
         *,
         autocaption: bool = True,
@@ -68,6 +69,9 @@ class Vid2VidPanel(widgets.VBox):
         unknown = set(settings) - _SETTING_NAMES - _PIPELINE_KWARGS - {"backend"}
         if unknown:
             raise TypeError(f"Unknown panel setting(s): {', '.join(sorted(unknown))}.")
+        if pipeline is not None and set(settings) & (_PIPELINE_KWARGS - {"caption_frames"}):
+            raise TypeError("Pass output_dir, device, dtype, captioner and generator_model to the pipeline you give "
+                            "the panel, not to the panel.")
         self._models = models if models is not None else (os.environ.get("VID2VID_MODELS") or None)
         self._pipeline_kwargs = {k: v for k, v in settings.items() if k in _PIPELINE_KWARGS}
         self._pipeline = pipeline
@@ -76,7 +80,7 @@ class Vid2VidPanel(widgets.VBox):
         self._cancel = CancelToken()
         defaults = pipeline.settings if pipeline is not None else GenerationSettings()
         defaults = defaults.replace(**{k: v for k, v in settings.items() if k in _SETTING_NAMES})
-        caption_frames = settings.get("caption_frames", getattr(pipeline, "caption_frames", 6))
+        caption_frames = settings.get("caption_frames", getattr(pipeline, "caption_frames", DEFAULT_CAPTION_FRAMES))
         backend = settings.get("backend") or getattr(getattr(pipeline, "generator", None), "backend", DEFAULT_BACKEND)
 
         self.loaded = None  # LoadedVideo shown on the left
@@ -248,12 +252,10 @@ class Vid2VidPanel(widgets.VBox):
 
     # -- the pipeline, built on first use ------------------------------------------------------
     @property
-    def pipeline(self) -> Any:
+    def pipeline(self) -> Vid2VidPipeline:
         """The ``Vid2VidPipeline`` (built now if needed; models still load only on first use)."""
         with self._pipeline_lock:
             if self._pipeline is None:
-                from .pipeline import Vid2VidPipeline  # imports torch: not at panel build time
-
                 # Settings are not passed: every caption and generate call sends the widgets' values.
                 kwargs = {**self._pipeline_kwargs, "caption_frames": self.caption_frames.value}
                 self._pipeline = Vid2VidPipeline(generator=self.backend.value, models=self._models, **kwargs)
