@@ -111,7 +111,10 @@ def _load_errors() -> Tuple[type, ...]:
 
 
 def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException) -> str:
-    looks_like_path = os.path.isabs(model_id) or model_id.startswith((".", "~")) or os.sep + os.sep in model_id
+    # Hub ids are "name" or "owner/name"; anything else the person typed is meant as a folder.
+    looks_like_path = (
+        os.path.isabs(model_id) or model_id.startswith((".", "~")) or model_id.count("/") > 1 or "\\" in model_id
+    )
     what = f"{model_id!r}" + (f" (revision {revision!r})" if revision else "")
     if looks_like_path and not os.path.isdir(os.path.expanduser(model_id)):
         return (
