@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,6 @@ def missing_requirements(flavour: str = "lab") -> list[str]:
         ("playwright", "pip install playwright"),
         ("jupyterlab", "pip install 'jupyterlab>=4,<5'"),
         ("ipykernel", "pip install ipykernel"),
-        ("nbformat", "pip install nbformat"),
         ("psutil", "pip install psutil"),
     ]
     if flavour == "notebook":
@@ -112,15 +111,31 @@ def free_port() -> int:
 
 
 def write_notebook(path: Path, cells: Sequence[str]) -> Path:
-    """A notebook of code cells, with the kernelspec set (without it Lab asks which kernel to use)."""
-    import nbformat
+    """A notebook of code cells, with the kernelspec set (without it Lab asks which kernel to use).
 
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    Plain JSON (nbformat 4.5): importing nbformat costs seconds (its JSON-schema formats).
+    """
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{index}",
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
+            for index, source in enumerate(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
+    path.write_text(json.dumps(notebook, indent=1))
     return path
 
 
@@ -330,8 +345,13 @@ def chromium_page(
 
 
 @contextlib.contextmanager
-def report_on_failure(page: Any, server: JupyterServer, name: str) -> Iterator[None]:
-    """On any failure: a full-page screenshot, the browser console and the server log, printed."""
+def report_on_failure(
+    page: Any, server: JupyterServer, name: str, extra: Callable[[], str] | None = None
+) -> Iterator[None]:
+    """On any failure: a full-page screenshot, the browser console and the server log, printed.
+
+    ``extra`` may add what only the test knows how to fetch (e.g. the widget's own error log).
+    """
     try:
         yield
     except BaseException:
@@ -339,6 +359,11 @@ def report_on_failure(page: Any, server: JupyterServer, name: str) -> Iterator[N
         with contextlib.suppress(Exception):
             page.screenshot(path=str(shot), full_page=True, timeout=10_000)
             print(f"\nscreenshot of the failure: {shot}")
+        if extra is not None:
+            try:
+                print(extra())
+            except Exception as error:  # the page or kernel may be what broke
+                print(f"(could not collect extra details: {error!r})")
         console = getattr(page, "console_lines", [])
         print("--- browser console (last 60) ---")
         print("\n".join(console[-60:]) or "(empty)")
@@ -368,11 +393,14 @@ _KERNEL_IDLE_JS = """
 }
 """
 
+# page.evaluate has no timeout of its own: every wait in the page races a timer.
 _RUN_ALL_JS = """
-async () => {
+async (timeoutMs) => {
   const app = window.jupyterapp;
   const w = app.shell.currentWidget;
-  const ok = await app.commands.execute('notebook:run-all-cells');
+  const timer = new Promise((resolve) => setTimeout(() => resolve('timeout'), timeoutMs));
+  const ok = await Promise.race([app.commands.execute('notebook:run-all-cells'), timer]);
+  if (ok === 'timeout') return {ok: false, errors: [`cells still running after ${timeoutMs} ms`]};
   const errors = [];
   const cells = w.content.model.cells;
   for (let i = 0; i < cells.length; i++) {
@@ -390,7 +418,7 @@ async () => {
 """
 
 _EXECUTE_JS = """
-async (code) => {
+async ([code, timeoutMs]) => {
   const w = window.jupyterapp.shell.currentWidget;
   const kernel = w.sessionContext.session.kernel;
   const future = kernel.requestExecute({code, silent: false, store_history: false});
@@ -402,7 +430,10 @@ async (code) => {
     else if (t === 'error') error = msg.content.ename + ': ' + msg.content.evalue + '\\n' +
         msg.content.traceback.join('\\n');
   };
-  await future.done;
+  const timer = new Promise((resolve) => setTimeout(() => resolve('timeout'), timeoutMs));
+  if (await Promise.race([future.done, timer]) === 'timeout') {
+    error = `no reply from the kernel within ${timeoutMs} ms (busy or dead?)`;
+  }
   return {stdout, stderr, error};
 }
 """
@@ -417,15 +448,14 @@ def open_notebook(page: Any, server: JupyterServer, name: str, *, timeout: float
 
 def run_all_cells(page: Any, *, timeout: float = 120) -> None:
     """Run every cell through Jupyter's own command; fail with the tracebacks if any cell raised."""
-    page.set_default_timeout(timeout * 1000)
-    result = page.evaluate(_RUN_ALL_JS)
+    result = page.evaluate(_RUN_ALL_JS, int(timeout * 1000))
     if not result["ok"] or result["errors"]:
         raise AssertionError("a notebook cell failed:\n" + "\n\n".join(result["errors"]))
 
 
-def kernel_execute(page: Any, code: str) -> str:
+def kernel_execute(page: Any, code: str, *, timeout: float = 30) -> str:
     """Run ``code`` in the notebook's own kernel (beside the widgets) and return its stdout."""
-    result = page.evaluate(_EXECUTE_JS, code)
+    result = page.evaluate(_EXECUTE_JS, [code, int(timeout * 1000)])
     if result["error"]:
         raise AssertionError(f"kernel code failed:\n{code}\n---\n{_strip_ansi(result['error'])}")
     return result["stdout"]
@@ -458,7 +488,7 @@ VIDEO_STATE_JS = """
   currentTime: el.currentTime,
   errorCode: el.error ? el.error.code : null,
   errorMessage: el.error ? el.error.message : null,
-  src: (el.currentSrc || el.src || '').slice(0, 40),
+  src: el.currentSrc || el.src || '',
 })
 """
 
