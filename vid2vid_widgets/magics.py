@@ -23,6 +23,7 @@ PANEL_VARIABLE = "vid2vid_panel"
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The same option names as the vid2vid command, but no defaults: the panel's own apply.
     parser = argparse.ArgumentParser(prog="%vid2vid", add_help=True,
                                      description="Show the vid2vid panel, optionally with a video loaded.")
     parser.add_argument("path", nargs="?", help="a video file to load (e.g. /content/drive/MyDrive/clip.mp4)")
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--caption-frames", type=int, dest="caption_frames", help="frames to caption")
     parser.add_argument("--models", choices=["tiny"], help="'tiny': tiny random models (tests, offline demos)")
     parser.add_argument("--backend", choices=list(BACKENDS), help="text-to-video backend")
+    parser.add_argument("--generator-model", dest="generator_model", metavar="ID_OR_DIR",
+                        help="model id or local folder for the backend")
+    parser.add_argument("--captioner", metavar="ID_OR_DIR", help="BLIP model id or local folder")
     parser.add_argument("--device", help="auto (default), cuda or cpu")
     parser.add_argument("--output-dir", dest="output_dir", help="where run folders go")
     parser.add_argument("--no-autocaption", dest="autocaption", action="store_false",
