@@ -9,7 +9,7 @@ Teardown always happens (context managers with ``finally``): the server is asked
 its REST API (which also stops its kernels), then its process group is terminated, then anything it
 started that is still alive is killed.
 
-Nothing here knows about vid2vid: the tests build notebooks from plain source strings.
+Nothing here knows about the panel: the tests build notebooks from plain source strings.
 """
 
 from __future__ import annotations
