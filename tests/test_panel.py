@@ -154,6 +154,7 @@ def test_upload_loads_previews_and_autocaptions(tmp_path, bikes):
     labels = [label for label, _ in panel.frame_captions.options]
     assert len(labels) == 1 + SMALL["caption_frames"]
     assert labels[0].startswith("All frames:") and re.match(r"\d+:\d\d\.\d ", labels[1])
+    assert panel.frame_captions.value == -1  # the dropdown shows the consensus, not a blank
     assert "Caption ready" in panel.status.value
     # The same file again is stored under a new name.
     simulate_upload(panel.upload, "my bikes.mp4", data)

@@ -163,6 +163,7 @@ def test_uploaded_bytes_are_stored_safely_and_a_bad_upload_is_refused(pipe, bike
     assert loaded.path.parent == pipe.store.root / "uploads" and loaded.info.width == 640
     with pytest.raises(InvalidVideoError, match="notes.mp4"):
         pipe.load_video(b"this is not a video", name="notes.mp4")
+    assert sorted(p.name for p in loaded.path.parent.iterdir()) == [loaded.path.name]  # junk not kept
 
 
 def test_preview_is_small_and_browser_safe(pipe, bunny):

@@ -351,6 +351,7 @@ class Vid2VidPanel(widgets.VBox):
             when = text.timestamp_text(times[i]) if i < len(times) else f"frame {i + 1}"
             options.append((f"{when}  {words}", i))
         self.frame_captions.options = options
+        self.frame_captions.value = -1  # ipywidgets 8 selects nothing when options change
         self.use_frame_caption.disabled = False
         took = result.timings.get("total")
         self._set_status(f"Caption ready{f' in {text.duration_text(took)}' if took else ''}. "

@@ -21,7 +21,7 @@ import numpy as np
 from . import video
 from ._compat import CPU_WARNING, free_cuda_cache, resolve_device
 from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
-from .errors import BusyError, GPUOutOfMemoryError, InvalidSettingsError, Vid2VidError
+from .errors import BusyError, GPUOutOfMemoryError, InvalidSettingsError, InvalidVideoError, Vid2VidError
 from .generation import make_generator
 from .generation.base import GenerationSettings, Generator
 from .progress import CancelToken, ProgressCallback, StepReporter
@@ -156,9 +156,14 @@ class Vid2VidPipeline:
             return source
         if isinstance(source, (bytes, bytearray, memoryview)):
             path = self.store.save_upload(name or "upload.mp4", bytes(source))
+            try:
+                info = video.probe(path)
+            except InvalidVideoError:
+                path.unlink(missing_ok=True)  # a rejected upload is not worth keeping on disk
+                raise
         else:
             path = Path(os.fspath(source)).expanduser()
-        info = video.probe(path)
+            info = video.probe(path)
         return LoadedVideo(path=path, info=info, name=name or path.name)
 
     def preview(self, source: Union[PathLike, LoadedVideo], max_side: int = 480) -> Path:
