@@ -189,6 +189,10 @@ def test_components_are_loaded_once_and_shared(tiny_path, monkeypatch):
     assert first.key.role == "text-to-video"
     for name in ("unet", "vae", "text_encoder", "tokenizer"):
         assert getattr(first.components, name) is getattr(second.components, name)
+    # Unloading really lets go: the generator holds no reference of its own and loads again on demand.
+    unet = first.components.unet
+    registry.unload("text-to-video")
+    assert first.components.unet is not unet and registry.total_loads == 2
 
 
 def test_long_caption_is_cut_at_77_tokens_with_a_note(generator):
@@ -267,3 +271,27 @@ def test_reference_layout_and_defaults(tiny_path):
     assert (cpu.dtype, cpu.variant) == ("float32", None)
     cuda = DiffusersTextToVideo(device="cuda")
     assert (cuda.dtype, cuda.variant) == ("float16", "fp16")
+    assert DiffusersTextToVideo(device="cuda", cpu_offload=True).key != cuda.key  # hooks are never shared
+
+
+def test_cpu_offload_is_ignored_on_the_cpu_with_a_note(generator, tiny_path):
+    offload = DiffusersTextToVideo(tiny_path, device="cpu", cpu_offload=True)
+    assert offload.cpu_offload is False and offload.key == generator.key
+    result = offload.generate(SETTINGS.replace(num_steps=1))
+    assert any("CPU offload" in note for note in result.notes)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_variant_and_cpu_offload(tiny_path):
+    resident = DiffusersTextToVideo(tiny_path, device="cuda")
+    offloaded = DiffusersTextToVideo(tiny_path, device="cuda", cpu_offload=True)
+    assert (resident.dtype, resident.variant) == ("float16", "fp16")
+    first = resident.generate(SETTINGS)
+    assert not any("fp16 weights" in note for note in first.notes)  # the tiny folder has fp16 files
+    assert first.frames.dtype == np.uint8 and first.frames.shape == (8, 32, 32, 3)
+    second = offloaded.generate(SETTINGS)
+    assert np.abs(first.frames.astype(int) - second.frames.astype(int)).max() <= 1
+    # After the run every offloaded model is back on the CPU.
+    for model in (offloaded.components.text_encoder, offloaded.components.unet, offloaded.components.vae):
+        assert next(model.parameters()).device.type == "cpu"

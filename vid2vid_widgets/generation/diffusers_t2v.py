@@ -49,7 +49,7 @@ class TextToVideoComponents:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
-def build_scheduler(name: str, config: Dict[str, Any]):
+def build_scheduler(name: str, config: Dict[str, Any]) -> Any:
     """A fresh scheduler of kind ``name`` ("dpm++" or "ddim") from the model's own scheduler config.
 
     Fresh for every run: schedulers keep per-run state (step index, previous model outputs), so a
@@ -120,8 +120,9 @@ def _load_components(
         unet = weights(UNet3DConditionModel.from_pretrained, "unet", "torch_dtype")
         vae = weights(AutoencoderKL.from_pretrained, "vae", "torch_dtype")
         tokenizer = CLIPTokenizer.from_pretrained(model_id_path, subfolder="tokenizer", revision=revision)
-        # transformers can build a 3-token default tokenizer when the files are missing instead of failing.
-        if len(tokenizer) != text_encoder.config.vocab_size:
+        # transformers can build a 3-token default tokenizer when the files are missing instead of failing;
+        # a tokenizer larger than the encoder's table would index past it on the first rare word.
+        if len(tokenizer) <= 3 or len(tokenizer) > text_encoder.config.vocab_size:
             raise OSError(
                 f"the tokenizer has {len(tokenizer)} tokens but the text encoder expects "
                 f"{text_encoder.config.vocab_size}: tokenizer/vocab.json or merges.txt is missing or wrong."
@@ -145,8 +146,21 @@ def _load_components(
         for model in models:
             _, offload_hook = cpu_offload_with_hook(model, execution_device=device, prev_module_hook=offload_hook)
     else:
-        for model in models:
-            model.to(device)
+        try:
+            for model in models:
+                model.to(device)
+        except torch.cuda.OutOfMemoryError:
+            out_of_memory = True
+        else:
+            out_of_memory = False
+        if out_of_memory:  # outside the except block, so its traceback no longer pins the weights
+            del models, text_encoder, unet, vae
+            free_cuda_cache()
+            raise GPUOutOfMemoryError(
+                f"The text-to-video model {model_id!r} does not fit in the GPU's free memory in {dtype}. "
+                "Turn on CPU offload (cpu_offload=True), free the GPU (unload other models, restart other "
+                "notebooks), or use a GPU with more memory."
+            )
     return TextToVideoComponents(
         tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, vae=vae, scheduler_config=scheduler_config,
         variant=variant, offload_hook=offload_hook, notes=notes,
@@ -186,7 +200,6 @@ class DiffusersTextToVideo:
         self.vae_slice_frames = int(vae_slice_frames) if vae_slice_frames else 0
         self.cpu_offload_requested = bool(cpu_offload)
         self.cpu_offload = bool(cpu_offload) and on_cuda  # offloading to the CPU from the CPU means nothing
-        self._components: Optional[TextToVideoComponents] = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -198,21 +211,19 @@ class DiffusersTextToVideo:
 
     def load(self) -> None:
         """Load every component, or take them from ``models.REGISTRY`` when already resident."""
-        if self._components is not None and _models.REGISTRY.is_loaded(self.key):
-            return
-        self._components = _models.REGISTRY.get(
+        self.components  # noqa: B018 - the property does the work
+
+    @property
+    def components(self) -> TextToVideoComponents:
+        # Asked of the registry every time, never cached here: after ``models.unload()`` this object
+        # must not keep gigabytes of weights alive behind the registry's back.
+        return _models.REGISTRY.get(
             self.key,
             lambda: _load_components(
                 self.model_id, self.revision, self.device, self.dtype, self.variant, self.cpu_offload,
                 self._variant_was_auto,
             ),
         )
-
-    @property
-    def components(self) -> TextToVideoComponents:
-        self.load()
-        assert self._components is not None
-        return self._components
 
     def describe(self) -> Dict[str, Any]:
         """Model id, revision, device, dtype and memory options, for run.json."""
