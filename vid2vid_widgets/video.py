@@ -69,6 +69,12 @@ _MAX_PACKETS_WITHOUT_FRAME = 300
 # Browsers and the panel do not need more than this; higher rates only make previews bigger.
 PREVIEW_MAX_FPS = 30.0
 
+# A preview is sent whole through the widget channel (Jupyter drops messages over 10 MiB), so its size
+# must not follow the input's: a 100 MB upload of grainy or noisy footage at crf 26 alone still gave
+# a 37 MB preview. Capping the rate (VBV on top of crf) leaves ordinary footage as it was and keeps a
+# minute of preview at about 5 MB.
+PREVIEW_MAX_KBPS = 600
+
 _FIX_INPUT = "Export it again as MP4 (H.264) or choose another file."
 
 
@@ -681,7 +687,10 @@ class _Mp4Writer:
     file (or nothing) at ``path``, never half an MP4 that a browser would show as broken.
     """
 
-    def __init__(self, path: Path, fps: float, width: int, height: int, *, preset: str, crf: int) -> None:
+    def __init__(
+        self, path: Path, fps: float, width: int, height: int, *, preset: str, crf: int,
+        max_kbps: Optional[int] = None,
+    ) -> None:
         self.path = path
         self.width = width + width % 2
         self.height = height + height % 2
@@ -696,9 +705,10 @@ class _Mp4Writer:
             # before the whole file has arrived; the muxer needs a real file to rewrite for it.
             self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
             rate = Fraction(fps).limit_denominator(1001)
-            stream = self._container.add_stream(
-                "libx264", rate=rate, options={"profile": "high", "preset": preset, "crf": str(crf)}
-            )
+            options = {"profile": "high", "preset": preset, "crf": str(crf)}
+            if max_kbps:
+                options.update(maxrate=f"{max_kbps}k", bufsize=f"{2 * max_kbps}k")
+            stream = self._container.add_stream("libx264", rate=rate, options=options)
             stream.width, stream.height = self.width, self.height
             # yuv420p is the only pixel format every browser decodes in H.264 (High profile).
             stream.pix_fmt = "yuv420p"
@@ -835,7 +845,7 @@ def _encode_to(items: list[np.ndarray], fps: float, path: Path, *, crf: int, pre
 
 def _preview_cache_path(src: Path, max_side: int, max_seconds: Optional[float]) -> Path:
     st = src.stat()
-    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{max_side}|{max_seconds}"
+    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{max_side}|{max_seconds}|{PREVIEW_MAX_KBPS}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "vid2vid-previews"
     return folder / f"{src.stem[:40]}-{digest}.mp4"
@@ -848,7 +858,8 @@ def preview(
 
     The panel's Video widget sends its whole value to the browser, and browsers cannot play MOV,
     MKV, AVI, HEVC, 10-bit or GIF inputs reliably: so the input is decoded once, turned upright,
-    downscaled (longest side <= ``max_side``, even sides), capped at 30 fps and re-encoded fast.
+    downscaled (longest side <= ``max_side``, even sides), capped at 30 fps and at
+    ``PREVIEW_MAX_KBPS`` (so its size follows its length, not the input's bitrate) and re-encoded fast.
     Sound is dropped (the panel only shows pictures). ``max_seconds`` keeps only the beginning.
 
     Without ``out_path`` the preview is cached in the temp folder, keyed by the file's path,
@@ -869,7 +880,7 @@ def preview(
     out_h = max(2, int(round(info.height * scale / 2)) * 2)
     stored_w, stored_h = (out_h, out_w) if info.rotation in (90, 270) else (out_w, out_h)
 
-    writer = _Mp4Writer(dest, out_fps, out_w, out_h, preset="veryfast", crf=26)
+    writer = _Mp4Writer(dest, out_fps, out_w, out_h, preset="veryfast", crf=26, max_kbps=PREVIEW_MAX_KBPS)
     try:
         with av.open(str(src), metadata_errors="replace") as container:
             stream = _video_stream(container, src)
@@ -991,4 +1002,5 @@ __all__ = [
     "preview",
     "inspect_mp4",
     "PREVIEW_MAX_FPS",
+    "PREVIEW_MAX_KBPS",
 ]
