@@ -26,7 +26,7 @@ from ._runner import Runner
 from .errors import GenerationCancelled, Vid2VidError
 from .generation import BACKENDS, DEFAULT_BACKEND, SCHEDULERS
 from .generation.base import GenerationSettings
-from .pipeline import DEFAULT_CAPTION_FRAMES, Vid2VidPipeline
+from .pipeline import DEFAULT_CAPTION_FRAMES, PREVIEW_SECONDS, Vid2VidPipeline
 from .progress import CancelToken, Progress
 from .runs import RunRecord
 
@@ -329,6 +329,9 @@ class Vid2VidPanel(widgets.VBox):
         self.loaded, self.caption_result = loaded, None
         self.input_video.value = data
         self.info.value = text.info_html(loaded.name, loaded.info, loaded.path)
+        if loaded.info.duration > PREVIEW_SECONDS:  # the preview stops early; say so, or it looks cut
+            self.info.value += (f" · the player shows the first {text.duration_text(PREVIEW_SECONDS)};"
+                                " the caption looks at all of it")
         self.frame_captions.options = []
         self.use_frame_caption.disabled = True
         if self.autocaption.value:

@@ -31,6 +31,10 @@ from .video import VideoInfo
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_CAPTION_FRAMES = 6
 CAPTION_MAX_SIDE = 512  # BLIP looks at 384 px; decoding 4K frames at full size only costs memory
+# A preview decodes every frame it shows: the whole of a 30-minute video took 13 s at 32x24 (minutes
+# at 640x360) before the caption could even start. The first minute is enough to recognise a video;
+# the caption still comes from frames spread over all of it.
+PREVIEW_SECONDS = 60.0
 
 
 @dataclass
@@ -166,14 +170,20 @@ class Vid2VidPipeline:
             info = video.probe(path)
         return LoadedVideo(path=path, info=info, name=name or path.name)
 
-    def preview(self, source: Union[PathLike, LoadedVideo], max_side: int = 480) -> Path:
-        """A small browser-playable copy of the input for display (cached per input file)."""
+    def preview(
+        self, source: Union[PathLike, LoadedVideo], max_side: int = 480, max_seconds: Optional[float] = PREVIEW_SECONDS
+    ) -> Path:
+        """A small browser-playable copy of the input for display (cached per input file).
+
+        Only the first ``max_seconds`` are shown (None: all of it), so a long video loads quickly.
+        """
         loaded = self.load_video(source)
         stat = loaded.path.stat()
         key = file_digest(loaded.path, limit=1 << 20)[:16]
-        out = self.store.previews_dir() / f"{key}-{stat.st_size}-{max_side}.mp4"
+        length = "all" if max_seconds is None else f"{max_seconds:g}s"
+        out = self.store.previews_dir() / f"{key}-{stat.st_size}-{max_side}-{length}.mp4"
         if not out.exists():
-            video.preview(loaded.path, max_side=max_side, out_path=out)
+            video.preview(loaded.path, max_side=max_side, max_seconds=max_seconds, out_path=out)
         return out
 
     # -- caption -------------------------------------------------------------------------------
