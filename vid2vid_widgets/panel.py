@@ -23,7 +23,7 @@ import ipywidgets as widgets
 from . import _panel_text as text
 from ._compat import clear_upload, in_colab, parse_upload_value, set_titles, upload_trigger_trait
 from ._runner import Runner
-from .errors import GenerationCancelled, Vid2VidError
+from .errors import GenerationCancelled, InvalidSettingsError, Vid2VidError
 from .generation import BACKENDS, DEFAULT_BACKEND, SCHEDULERS
 from .generation.base import GenerationSettings
 from .pipeline import DEFAULT_CAPTION_FRAMES, PREVIEW_SECONDS, Vid2VidPipeline
@@ -280,7 +280,21 @@ class Vid2VidPanel(widgets.VBox):
         return self._start("Captioning...", self._caption)
 
     def generate(self) -> bool:
-        """Generate a video from the text box as it is now, with the settings shown."""
+        """Generate a video from the text box as it is now, with the settings shown.
+
+        Returns False when nothing was started (busy, or settings that cannot run: an empty caption,
+        a negative seed...); the reason is shown in the error area.
+        """
+        if not self._runner.busy:
+            # Refuse at the click, before a job starts: no busy buttons, no model loading, nothing
+            # half-started for a caption of only spaces. The pipeline checks again; this is for the person.
+            try:
+                self._settings().checked()
+            except InvalidSettingsError as exc:
+                self.last_error = exc
+                self._show_error(str(exc))
+                self._set_status("")
+                return False
         return self._start("Generating...", self._generate)
 
     def cancel(self) -> None:
