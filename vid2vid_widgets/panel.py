@@ -12,6 +12,7 @@ background threads); elsewhere it runs in a worker thread, which keeps Cancel wo
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import threading
 import traceback
@@ -516,7 +517,9 @@ class Vid2VidPanel(widgets.VBox):
             download = widgets.Button(description="Save to computer", layout=widgets.Layout(width="auto"))
             download.on_click(lambda _: _colab_download(record.output_path))
             parts.append(download)
-        parts.append(widgets.HTML(f"{record.created} · {text.run_summary(record.data)}"))
+        # Escaped: the prompt is free text (typed, or read back from any run.json in the folder) and
+        # must show as words, never run as HTML in the notebook.
+        parts.append(widgets.HTML(html.escape(f"{record.created} · {text.run_summary(record.data)}", quote=False)))
         row = widgets.HBox(parts, layout=widgets.Layout(align_items="center"))
         row.add_class("vid2vid-history-row")
         return row
