@@ -42,11 +42,16 @@ def _timed(fn: Callable[[], object], device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def build_base_blip(device: str, dtype: torch.dtype):
+def build_base_blip(device: str, dtype: torch.dtype, small: bool = False):
     from transformers import BlipConfig, BlipForConditionalGeneration
 
     torch.manual_seed(0)
     config = BlipConfig()  # the published base sizes; random weights
+    if small:  # --small: the same code path on a toy size, so a smoke test can run it in seconds
+        config = BlipConfig(vision_config={"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                           "intermediate_size": 128, "image_size": 64, "patch_size": 16},
+                            text_config={"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                         "intermediate_size": 128, "encoder_hidden_size": 64})
     model = BlipForConditionalGeneration(config).to(device=device, dtype=dtype).eval()
     return model
 
@@ -60,6 +65,7 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per variant, median reported")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (default: torch's choice); 1 helps on a busy shared machine")
+    parser.add_argument("--small", action="store_true", help="a toy-size BLIP instead of base (smoke test only)")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -71,10 +77,10 @@ def main(argv: List[str] | None = None) -> None:
           f"torch threads: {torch.get_num_threads()}")
 
     started = time.perf_counter()
-    model = build_base_blip(device, dtype)
+    model = build_base_blip(device, dtype, small=args.small)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     size = model.config.vision_config.image_size
-    print(f"model: base-size BLIP, {params:.0f} M parameters, random weights, built in {time.perf_counter() - started:.1f} s")
+    print(f"model: {'toy-size (--small)' if args.small else 'base-size'} BLIP, {params:.0f} M parameters, random weights, built in {time.perf_counter() - started:.1f} s")
     print(f"task: k={args.k} frames of {size}x{size}, {args.beams} beams, {args.tokens} tokens per caption")
 
     generator = torch.Generator().manual_seed(0)
