@@ -205,6 +205,7 @@ def test_edited_caption_is_generated_and_regenerate_reloads_nothing(tmp_path, bi
     assert f"<b>{seed}</b>" in panel.seed_used.value and panel.seed.value == seed
     # The bar ended full, after reporting the denoising steps with times.
     assert panel.progress.value == panel.progress.max >= 1
+    assert panel.progress_label.value.startswith("Finished in")  # not a stale "Writing the video: 1 of 1"
     assert any(label.startswith("Generating: 2 of 2") and "so far" in label for _, _, label in seen)
     assert "Done in" in panel.status.value and str(panel.last_result.run_dir) in panel.status.value
 
@@ -417,3 +418,14 @@ def test_runner_runs_one_job_at_a_time():
     assert runner.busy and runner.start(lambda: None) is False
     gate.set()
     assert runner.wait(10) and not runner.busy
+
+
+def test_the_panel_says_when_its_videos_will_be_noise_or_slow(monkeypatch):
+    monkeypatch.delenv("VID2VID_MODELS", raising=False)
+    tiny = Vid2VidPanel(models="tiny")
+    assert "Tiny random models" in tiny.models_notice.value and "GPU" in tiny.models_notice.value
+    monkeypatch.setattr("vid2vid_widgets._compat.cuda_available", lambda: False)
+    cpu = Vid2VidPanel()
+    assert "No GPU" in cpu.models_notice.value and "minutes" in cpu.models_notice.value
+    monkeypatch.setattr("vid2vid_widgets._compat.cuda_available", lambda: True)
+    assert Vid2VidPanel().models_notice.value == ""  # real models on a GPU: nothing to warn about

@@ -61,6 +61,28 @@ def info_html(name: str, info: Any, path: Path) -> str:
     return f"<b>{html.escape(name)}</b> · {file_size} · {html.escape(summary)}"
 
 
+def models_notice_html(models: Optional[str], pipeline: Any = None) -> str:
+    """A visible notice when the videos will be noise (tiny models) or slow (real models on a CPU)."""
+    device = getattr(pipeline, "device", None)
+    if models == "tiny":
+        message = ("Tiny random models: every step runs for real and quickly, but the captions are random "
+                   "words and the videos coloured noise. For real results use a GPU (in Colab: Runtime &gt; "
+                   "Change runtime type &gt; T4 GPU) and <code>Vid2VidPanel()</code> without "
+                   "<code>models=\"tiny\"</code>.")
+    else:
+        if device is None:
+            from ._compat import cuda_available
+
+            device = "cuda" if cuda_available() else "cpu"
+        if str(device).startswith("cuda"):
+            return ""
+        message = ("No GPU: the real models run on the CPU and take minutes per video (about a minute per "
+                   "step at 16 frames of 256x256). Lower the steps, frames and size in Settings, or use "
+                   "<code>Vid2VidPanel(models=\"tiny\")</code> for a quick try.")
+    return (f'<div style="background:#fff8e1;border-left:4px solid #f9a825;padding:4px 8px;margin:2px 0">'
+            f"{message}</div>")
+
+
 def error_html(message: str) -> str:
     if not message:
         return ""

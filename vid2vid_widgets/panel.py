@@ -116,6 +116,8 @@ class Vid2VidPanel(widgets.VBox):
         self.info = widgets.HTML("<i>No video loaded yet. For videos over about 1 MB in Colab, copy the file to "
                                  "/content or your Drive and type its path instead of uploading.</i>")
         self.info.add_class("vid2vid-info")
+        self.models_notice = widgets.HTML(text.models_notice_html(self._models, self._pipeline))
+        self.models_notice.add_class("vid2vid-models-notice")
 
     def _build_videos(self) -> None:
         video_layout = dict(width="100%", max_height="360px")
@@ -222,6 +224,7 @@ class Vid2VidPanel(widgets.VBox):
             widgets.HBox([self.upload, self.path_text, self.load_button, self.autocaption],
                          layout=widgets.Layout(align_items="center")),
             self.info,
+            self.models_notice,
             widgets.HBox([labelled("Your video", self.input_video), labelled("Generated video", self.output_video)],
                          layout=widgets.Layout(width="100%")),
             self.caption_text,
@@ -372,6 +375,7 @@ class Vid2VidPanel(widgets.VBox):
         self.frame_captions.value = -1  # ipywidgets 8 selects nothing when options change
         self.use_frame_caption.disabled = False
         took = result.timings.get("total")
+        self.progress_label.value = f"Caption ready in {text.duration_text(took)}" if took else "Caption ready"
         self._set_status(f"Caption ready{f' in {text.duration_text(took)}' if took else ''}. "
                          "Edit it if you like, then press Generate.")
 
@@ -387,8 +391,9 @@ class Vid2VidPanel(widgets.VBox):
         self.runs.append(result)
         self.last_result = result
         self.history.children = [self._history_row(result.record)] + list(self.history.children)
-        self._set_status(f"Done in {text.duration_text(result.timings.get('total'))}. "
-                         f"Saved in {result.run_dir}.")
+        took = text.duration_text(result.timings.get("total"))
+        self.progress_label.value = f"Finished in {took}"
+        self._set_status(f"Done in {took}. Saved in {result.run_dir}.")
 
     # -- helpers -------------------------------------------------------------------------------
     def _settings(self) -> GenerationSettings:
