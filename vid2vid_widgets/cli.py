@@ -151,8 +151,14 @@ def _report_run(result, copied: Optional[Path]) -> None:
     print(f"run folder: {result.run_dir}")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one readable line (not a file path and a source line) on a terminal."""
+    return f"vid2vid: warning: {message}\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     progress = TqdmProgress(enabled=not getattr(args, "quiet", False))
     try:
         with warnings.catch_warnings():

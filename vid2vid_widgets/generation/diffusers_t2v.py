@@ -392,7 +392,7 @@ class DiffusersTextToVideo:
         tokenizer, encoder = c.tokenizer, c.text_encoder
         max_length = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
         inputs = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-        full = tokenizer(text, padding="longest", return_tensors="pt").input_ids
+        full = tokenizer(text, padding="longest", return_tensors="pt", verbose=False).input_ids
         if full.shape[-1] > max_length:
             # The end-of-text token stays; what fell off is everything between it and the cut.
             cut = tokenizer.batch_decode(full[:, max_length - 1 : -1])[0].strip()
