@@ -11,7 +11,7 @@ import torch
 
 from vid2vid_widgets import video
 from vid2vid_widgets._tiny_blip import tiny_blip_vocab
-from vid2vid_widgets.captioning import BlipCaptioner, Caption, consensus_caption
+from vid2vid_widgets.captioning import BlipCaptioner, Caption, clean_caption, consensus_caption
 from vid2vid_widgets.errors import GenerationCancelled, GPUOutOfMemoryError, InvalidSettingsError, ModelLoadError
 from vid2vid_widgets.models import REGISTRY
 from vid2vid_widgets.progress import CancelToken
@@ -216,3 +216,13 @@ def test_consensus_is_always_one_of_the_frame_captions():
     captions = ["two cats on a couch", "a cat sleeping on a couch", "a cat on a sofa", "a dog in a park"]
     assert consensus_caption(captions) in [c[:1].upper() + c[1:] for c in captions]
     assert consensus_caption(captions) != "A dog in a park"
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("arafed man riding a bike", "Man riding a bike"),
+    ("there is a  araffe woman in a field", "There is a woman in a field"),
+    ("a giraffe standing in the grass", "A giraffe standing in the grass"),  # real words stay
+    ("  two   dogs\nplaying ", "Two dogs playing"),
+])
+def test_clean_caption_drops_blip_fillers_and_tidies_spaces(raw, clean):
+    assert clean_caption(raw) == clean

@@ -407,6 +407,13 @@ def test_colab_runs_inside_the_click_handler(tmp_path, monkeypatch):
     panel.generate_button.click()  # no wait(): done when the handler returns
     assert not panel.busy and panel.output_video.value and panel.error.value == ""
     assert panel.cancel_button.disabled is True
+    # A second click made during that run reaches the kernel the moment it ends: it is dropped,
+    # not turned into a second run the person never wanted.
+    panel.generate_button.click()
+    assert len(panel.runs) == 1 and len(run_dirs := list((tmp_path / "out" / "runs").iterdir())) == 1, run_dirs
+    panel._runner._ended_at -= 1.0  # a deliberate click a moment later does start a run
+    panel.generate_button.click()
+    assert len(panel.runs) == 2
 
 
 def test_runner_runs_one_job_at_a_time():

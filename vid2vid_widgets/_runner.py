@@ -8,6 +8,7 @@ receive the Cancel click, so it is used wherever it renders. One job at a time e
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Optional
 
 from ._compat import in_colab
@@ -26,6 +27,7 @@ class Runner:
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._running = False
+        self._ended_at = float("-inf")  # time.monotonic() when the last job ended
 
     @property
     def busy(self) -> bool:
@@ -45,6 +47,7 @@ class Runner:
                 job()
             finally:
                 self._running = False
+                self._ended_at = time.monotonic()
             return True
 
         def work() -> None:
@@ -56,6 +59,14 @@ class Runner:
         self._thread = threading.Thread(target=work, name=name, daemon=True)
         self._thread.start()
         return True
+
+    def just_finished(self, within: float = 0.3) -> bool:
+        """True right after an inline job ended.
+
+        Inline (Colab), clicks made during a run wait in the kernel's queue and arrive the moment it
+        ends; the panel uses this to drop them rather than start a second, unwanted run.
+        """
+        return not self.threaded and time.monotonic() - self._ended_at < within
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the current job ends (at once when inline); False if ``timeout`` ran out."""

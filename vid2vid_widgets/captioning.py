@@ -53,9 +53,14 @@ class Caption:
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # letters/digits, keeping "man's" as one word
 
 
+# BLIP base often starts captions with made-up words ("arafed man riding a bike"), an artefact of
+# its training captions; they carry no meaning, so they are dropped.
+_BLIP_FILLERS = re.compile(r"\b(?:araf+e?d?|araffe|arafe|arafly)\b\s*", re.IGNORECASE)
+
+
 def clean_caption(text: str) -> str:
-    """Collapse whitespace and capitalise the first letter (the rest is left as the model wrote it)."""
-    text = " ".join(str(text).split())
+    """Drop BLIP's filler words, collapse whitespace, capitalise the first letter."""
+    text = " ".join(_BLIP_FILLERS.sub("", str(text)).split())
     return text[:1].upper() + text[1:]
 
 

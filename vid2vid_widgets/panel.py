@@ -245,14 +245,24 @@ class Vid2VidPanel(widgets.VBox):
 
     def _wire(self) -> None:
         self.upload.observe(self._on_upload, names=upload_trigger_trait())
-        self.load_button.on_click(lambda _: self.load(self.path_text.value))
-        self.caption_button.on_click(lambda _: self.caption())
-        self.generate_button.on_click(lambda _: self.generate())
+        self.load_button.on_click(self._click(lambda: self.load(self.path_text.value)))
+        self.caption_button.on_click(self._click(self.caption))
+        self.generate_button.on_click(self._click(self.generate))
         self.cancel_button.on_click(lambda _: self.cancel())
         self.use_frame_caption.on_click(lambda _: self._use_frame_caption())
         self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
         self.backend.observe(self._on_backend, names="value")
         self.past_runs_button.on_click(lambda _: self.show_past_runs())
+
+    def _click(self, action: Callable[[], Any]) -> Callable[[Any], None]:
+        """A button handler that ignores clicks queued while an inline (Colab) run was busy."""
+
+        def handler(_button: Any) -> None:
+            if self._runner.just_finished():
+                return
+            action()
+
+        return handler
 
     # -- the pipeline, built on first use ------------------------------------------------------
     @property
