@@ -410,7 +410,8 @@ def test_colab_runs_inside_the_click_handler(tmp_path, monkeypatch):
     # A second click made during that run reaches the kernel the moment it ends: it is dropped,
     # not turned into a second run the person never wanted.
     panel.generate_button.click()
-    assert len(panel.runs) == 1 and len(run_dirs := list((tmp_path / "out" / "runs").iterdir())) == 1, run_dirs
+    run_dirs = list((tmp_path / "out" / "runs").iterdir())
+    assert len(panel.runs) == 1 and len(run_dirs) == 1, f"a queued click started another run: {run_dirs}"
     panel._runner._ended_at -= 1.0  # a deliberate click a moment later does start a run
     panel.generate_button.click()
     assert len(panel.runs) == 2
