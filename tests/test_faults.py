@@ -255,6 +255,12 @@ def test_an_output_folder_that_cannot_be_created_is_explained_in_the_panel(tmp_p
     finish(panel)
     assert isinstance(panel.last_error, OutputNotWritableError) and "choose another output folder" in panel.error.value
     assert not panel.busy and not panel.load_button.disabled
+    # A video loaded by path still shows and captions: only saving needs the output folder.
+    panel.last_error = None
+    panel.load(good)
+    finish(panel)
+    assert panel.last_error is None and panel.input_video.value[4:8] == b"ftyp"
+    assert panel.caption_text.value.strip()
 
 
 # -- two Generate clicks at once -------------------------------------------------------------------

@@ -8,6 +8,7 @@ second pipeline, panel or run in the same process costs only the compute.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 import warnings
@@ -21,7 +22,8 @@ import numpy as np
 from . import video
 from ._compat import CPU_WARNING, free_cuda_cache, resolve_device
 from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
-from .errors import BusyError, GPUOutOfMemoryError, InvalidSettingsError, InvalidVideoError, Vid2VidError
+from .errors import (BusyError, GPUOutOfMemoryError, InvalidSettingsError, InvalidVideoError,
+                     OutputNotWritableError, Vid2VidError)
 from .generation import make_generator
 from .generation.base import GenerationSettings, Generator
 from .progress import CancelToken, ProgressCallback, StepReporter
@@ -181,7 +183,14 @@ class Vid2VidPipeline:
         stat = loaded.path.stat()
         key = file_digest(loaded.path, limit=1 << 20)[:16]
         length = "all" if max_seconds is None else f"{max_seconds:g}s"
-        out = self.store.previews_dir() / f"{key}-{stat.st_size}-{max_side}-{length}.mp4"
+        try:
+            folder = self.store.previews_dir()
+        except OutputNotWritableError:
+            # Showing the input must not depend on the output folder: a read-only or full output
+            # folder is reported when a run is saved, not when a video is merely looked at.
+            folder = Path(tempfile.gettempdir()) / "vid2vid-previews"
+            folder.mkdir(exist_ok=True)
+        out = folder / f"{key}-{stat.st_size}-{max_side}-{length}.mp4"
         if not out.exists():
             video.preview(loaded.path, max_side=max_side, max_seconds=max_seconds, out_path=out)
         return out
