@@ -20,16 +20,6 @@ from vid2vid_widgets.testing import tiny_model_path
 K = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # A 32-wide model is all thread synchronisation: on a busy 2-core machine two threads made one
-    # tiny caption 10-20x slower than one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_blip() -> str:
     return tiny_model_path("captioner")

@@ -29,15 +29,6 @@ SETTINGS = GenerationSettings(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine extra threads only spin.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_path() -> str:
     return tiny_model_path("text-to-video")

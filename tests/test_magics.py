@@ -14,13 +14,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 @pytest.fixture(scope="module")
 def shell():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is ~10x faster on a busy 2-core machine
-    ip = InteractiveShell.instance()
-    yield ip
-    torch.set_num_threads(before)
+    return InteractiveShell.instance()
 
 
 def test_loading_the_extension_twice_is_harmless(shell):

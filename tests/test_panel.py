@@ -23,18 +23,6 @@ SMALL = dict(num_frames=4, num_steps=2, height=32, width=32, caption_frames=2)
 WAIT = 300  # seconds; generous for a loaded 2-core CI machine, the runs take a few seconds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models do so little maths that thread hand-offs dominate: on a busy 2-core machine one
-    thread captions about 10x faster than two (0.8 s against 9 s, measured here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_panel(tmp_path: Path, **kwargs) -> Vid2VidPanel:
     options = {**SMALL, "output_dir": tmp_path / "out", **kwargs}
     return Vid2VidPanel(models="tiny", **options)

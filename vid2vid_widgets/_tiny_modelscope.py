@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Dict, Union
+from typing import Any, Dict, Union
 
 TINY_CONFIG_DIR = "open_clip_config"  # the backend looks for this folder to register the tiny ViT-H-14
 
@@ -88,7 +88,7 @@ _VAE_DDCONFIG = {
 _ROW_STRIDE = 5  # distance between the windows of consecutive rows in a weight's random pool
 
 
-def _tiny_state_dict(module, generator) -> Dict[str, "torch.Tensor"]:
+def _tiny_state_dict(module, generator) -> Dict[str, Any]:  # values: torch tensors
     """Random weights for every entry of ``module``'s state dict, as small strided views.
 
     ``module`` may live on the meta device: only names, shapes and module types are read.

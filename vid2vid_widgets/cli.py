@@ -18,7 +18,7 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from . import __version__
 from .errors import Vid2VidError
