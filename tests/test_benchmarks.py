@@ -87,3 +87,10 @@ def test_bench_loop_overhead_smallest(_tiny_models_root):
     out = run_script("bench_loop_overhead.py", "--folder", tiny_model_path("text-to-video"), "--frames", "2",
                      "--size", "32", "--steps", "1", "--rounds", "1", "--repeats", "1", "--paired", "0", timeout=900)
     assert out.strip()
+
+
+@pytest.mark.slow
+def test_bench_backends_smallest(_tiny_models_root):
+    out = run_script("bench_backends.py", "--frames", "2", "--size", "64", "--steps", "2", "--repeats", "1")
+    assert "diffusers  load" in out and "generate median" in out
+    assert "modelscope" in out  # measured, or skipped with the reason when the extra is missing
