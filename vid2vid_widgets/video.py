@@ -735,12 +735,7 @@ class _Mp4Writer:
         try:
             _mux(self._container, self._stream.encode(frame))
         except BaseException as exc:
-            self.abort()
-            if _is_write_error(exc):
-                raise _not_writable(self.path, exc) from exc  # type: ignore[arg-type]
-            if isinstance(exc, _READ_ERRORS):
-                raise Vid2VidError(f"Encoding '{self.path.name}' failed ({_ffmpeg_reason(exc)}).") from exc
-            raise
+            self._fail(exc, "Encoding")
 
     def close(self) -> Path:
         self._encode(None)
@@ -751,13 +746,17 @@ class _Mp4Writer:
             os.replace(self._tmp, self.path)
             self._tmp = None
         except BaseException as exc:
-            self.abort()
-            if _is_write_error(exc):
-                raise _not_writable(self.path, exc) from exc  # type: ignore[arg-type]
-            if isinstance(exc, _READ_ERRORS):
-                raise Vid2VidError(f"Finishing '{self.path.name}' failed ({_ffmpeg_reason(exc)}).") from exc
-            raise
+            self._fail(exc, "Finishing")
         return self.path
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        """Drop the half-written file, then raise ``exc`` as one of our errors where it is one."""
+        self.abort()
+        if _is_write_error(exc):
+            raise _not_writable(self.path, exc) from exc  # type: ignore[arg-type]
+        if isinstance(exc, _READ_ERRORS):
+            raise Vid2VidError(f"{what} '{self.path.name}' failed ({_ffmpeg_reason(exc)}).") from exc
+        raise exc
 
     def abort(self) -> None:
         """Drop everything written so far; never raises (it runs while another error is in flight)."""
