@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence, Union, overload
 
 import av
@@ -415,6 +416,22 @@ def _seekable(container: "av.container.InputContainer") -> bool:
     return container.format.name not in ("gif",)
 
 
+@contextmanager
+def _reading(path: PathLike, verb: str, hint: str = _FIX_INPUT) -> Iterator[tuple[Path, "av.container.InputContainer"]]:
+    """Open an input for reading; any decoder error inside becomes an InvalidVideoError naming the file.
+
+    One place for the "never a bare PyAV traceback" rule that probe, sample_frames and inspect_mp4 share.
+    """
+    p = _check_input_file(path)
+    container = _open_input(p)
+    try:
+        yield p, container
+    except _READ_ERRORS as exc:
+        raise InvalidVideoError(f"'{_name(p)}' could not be {verb} ({_ffmpeg_reason(exc)}). {hint}".rstrip()) from exc
+    finally:
+        container.close()
+
+
 def probe(path: PathLike) -> VideoInfo:
     """Read what a video is, judging by content (not extension), and reject what cannot be used.
 
@@ -424,17 +441,9 @@ def probe(path: PathLike) -> VideoInfo:
     Raises ``InvalidVideoError`` naming the file and what to do: missing, empty, not a video,
     audio only, no frames, truncated or undecodable.
     """
-    p = _check_input_file(path)
-    container = _open_input(p)
-    try:
+    with _reading(path, "read") as (p, container):
         info, _ = _probe_open(p, container)
         return info
-    except InvalidVideoError:
-        raise
-    except _READ_ERRORS as exc:
-        raise InvalidVideoError(f"'{_name(p)}' could not be read ({_ffmpeg_reason(exc)}). {_FIX_INPUT}") from exc
-    finally:
-        container.close()
 
 
 def _display_size(stored_w: int, stored_h: int, rotation: int, max_side: Optional[int]) -> tuple[int, int]:
@@ -486,9 +495,7 @@ def sample_frames(path: PathLike, k: int = 8, max_side: Optional[int] = None) ->
         raise ValueError(f"k must be at least 1, got {k}")
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
-    p = _check_input_file(path)
-    container = _open_input(p)
-    try:
+    with _reading(path, "decoded") as (p, container):
         info, stream = _probe_open(p, container)
         targets = _targets(info, k)
         start = _start_time(stream, container)
@@ -498,12 +505,6 @@ def sample_frames(path: PathLike, k: int = 8, max_side: Optional[int] = None) ->
         if result is None:
             result = _sample_sequentially(p, info, targets, max_side)
         return result
-    except InvalidVideoError:
-        raise
-    except _READ_ERRORS as exc:
-        raise InvalidVideoError(f"'{_name(p)}' could not be decoded ({_ffmpeg_reason(exc)}). {_FIX_INPUT}") from exc
-    finally:
-        container.close()
 
 
 def _keyframe_times(stream: "av.VideoStream", start: float) -> Optional[list[float]]:
@@ -956,9 +957,7 @@ def inspect_mp4(path: PathLike) -> dict:
     duration, rotation, has_audio, container, boxes (top-level MP4 boxes in order), and
     moov_before_mdat (True when a browser can start playing before the download finishes).
     """
-    p = _check_input_file(path)
-    container = _open_input(p)
-    try:
+    with _reading(path, "inspected", hint="") as (p, container):
         stream = _video_stream(container, p)
         counter = [0]
         first = None
@@ -984,12 +983,6 @@ def inspect_mp4(path: PathLike) -> dict:
             "boxes": boxes,
             "moov_before_mdat": moov is not None and mdat is not None and moov < mdat,
         }
-    except InvalidVideoError:
-        raise
-    except _READ_ERRORS as exc:
-        raise InvalidVideoError(f"'{_name(p)}' could not be inspected ({_ffmpeg_reason(exc)}).") from exc
-    finally:
-        container.close()
 
 
 __all__ = [
