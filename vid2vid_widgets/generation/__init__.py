@@ -13,17 +13,12 @@ from typing import Optional, Union
 from ..errors import InvalidSettingsError
 from .base import MAX_SEED, SCHEDULERS, GeneratedFrames, GenerationSettings, Generator
 
-# backend name -> (module, class, constant holding the default model id, tiny-model role)
+# backend name -> (module, class, tiny-model role); modules import lazily (diffusers, modelscope are heavy)
 BACKENDS = {
-    "diffusers": ("vid2vid_widgets.generation.diffusers_t2v", "DiffusersTextToVideo", "DEFAULT_T2V_MODEL", "text-to-video"),
-    "modelscope": ("vid2vid_widgets.generation.modelscope_t2v", "ModelScopeTextToVideo", "DEFAULT_MODELSCOPE_MODEL", "modelscope"),
+    "diffusers": ("vid2vid_widgets.generation.diffusers_t2v", "DiffusersTextToVideo", "text-to-video"),
+    "modelscope": ("vid2vid_widgets.generation.modelscope_t2v", "ModelScopeTextToVideo", "modelscope"),
 }
 DEFAULT_BACKEND = "diffusers"
-
-
-def default_model_id(backend: str) -> str:
-    module_name, _, constant, _ = _backend_entry(backend)
-    return getattr(importlib.import_module(module_name), constant)
 
 
 def _backend_entry(backend: str):
@@ -47,7 +42,7 @@ def make_generator(
     """
     if backend is not None and not isinstance(backend, str):
         return backend
-    module_name, class_name, _, tiny_role = _backend_entry(backend or DEFAULT_BACKEND)
+    module_name, class_name, tiny_role = _backend_entry(backend or DEFAULT_BACKEND)
     if model_id is None and models == "tiny":
         from ..testing import tiny_model_path
 
@@ -61,5 +56,5 @@ def make_generator(
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "GenerationSettings", "GeneratedFrames", "Generator",
-    "MAX_SEED", "SCHEDULERS", "default_model_id", "make_generator",
+    "MAX_SEED", "SCHEDULERS", "make_generator",
 ]
