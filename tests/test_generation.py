@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vid2vid_widgets import models
+from vid2vid_widgets import models, oom
 from vid2vid_widgets.errors import GenerationCancelled, GPUOutOfMemoryError, ModelLoadError
 from vid2vid_widgets.generation import diffusers_t2v
 from vid2vid_widgets.generation.base import GeneratedFrames, GenerationSettings, Generator
@@ -216,7 +216,7 @@ def test_negative_prompt_changes_the_frames_only_with_guidance(generator):
 
 def test_out_of_memory_is_reported_and_models_stay(generator, monkeypatch):
     freed = []
-    monkeypatch.setattr(diffusers_t2v, "free_cuda_cache", lambda: freed.append(True))
+    monkeypatch.setattr(oom, "free_cuda_cache", lambda: freed.append(True))  # the one out-of-memory guard
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

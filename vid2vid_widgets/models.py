@@ -7,6 +7,7 @@ run, finds the models already resident and costs only the compute.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -49,9 +50,6 @@ class ModelRegistry:
     def total_loads(self) -> int:
         return sum(self.load_counts.values())
 
-    def keys(self):
-        return list(self._models)
-
     def unload(self, role: Optional[str] = None) -> int:
         """Drop resident models (all, or one role) and free the CUDA cache. Returns how many."""
         with self._lock:
@@ -65,9 +63,25 @@ class ModelRegistry:
 REGISTRY = ModelRegistry()
 
 
+def is_local_folder(model_id: str) -> bool:
+    """The one rule for "is this model id a local folder?": an existing folder, or a path by its shape.
+
+    Hub ids are "name" or "owner/name"; an absolute path, one starting with "." or "~", one with two
+    or more slashes or a backslash is meant as a folder even when it does not exist (then the
+    loaders say "no such folder" instead of asking the hub for a nonsense id).
+    """
+    return (os.path.isdir(os.path.expanduser(model_id)) or os.path.isabs(model_id)
+            or model_id.startswith((".", "~")) or model_id.count("/") > 1 or "\\" in model_id)
+
+
+def model_source(model_id: str) -> str:
+    """What to hand ``from_pretrained``: the expanded folder for local ids, the hub id otherwise."""
+    return os.path.expanduser(model_id) if is_local_folder(model_id) else model_id
+
+
 def unload(role: Optional[str] = None) -> int:
     """Free resident models (all, or those of one role) and the CUDA cache."""
     return REGISTRY.unload(role)
 
 
-__all__ = ["ModelKey", "ModelRegistry", "REGISTRY", "unload"]
+__all__ = ["ModelKey", "ModelRegistry", "REGISTRY", "unload", "is_local_folder", "model_source"]

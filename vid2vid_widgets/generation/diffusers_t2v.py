@@ -11,20 +11,14 @@ components, prompt, seed and scheduler give the same frames; ``tests/test_genera
 from __future__ import annotations
 
 import inspect
-import math
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
-
-from .. import models as _models
-from .._compat import free_cuda_cache, resolve_device, torch_dtype
-from ..errors import GPUOutOfMemoryError, ModelLoadError
-from ..models import ModelKey
-from ..progress import CancelToken, ProgressCallback, StepReporter
-from .base import GeneratedFrames, GenerationSettings
+from .._compat import torch_dtype
+from ..errors import ModelLoadError
+from ..models import is_local_folder, model_source
+from .base import GenerationSettings, GeneratorBase, Sampler, truncation_note
 
 DEFAULT_T2V_MODEL = "ali-vilab/text-to-video-ms-1.7b"
 ROLE = "text-to-video"
@@ -64,10 +58,6 @@ def build_scheduler(name: str, config: Dict[str, Any]) -> Any:
     raise ValueError(f"Unknown scheduler {name!r}: choose 'dpm++' or 'ddim'.")
 
 
-def _looks_like_local_path(model_id: str) -> bool:
-    return os.path.isabs(model_id) or model_id.startswith((".", "~")) or os.path.isdir(model_id)
-
-
 def _load_error(model_id: str, revision: Optional[str], reason: str) -> ModelLoadError:
     rev = f" (revision {revision})" if revision else ""
     hf_home = os.environ.get("HF_HOME") or os.path.join("~", ".cache", "huggingface")
@@ -89,9 +79,9 @@ def _load_components(
     """Load every component of ``model_id``. Only ever called through ``REGISTRY.get``."""
     import torch
 
-    if _looks_like_local_path(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
+    if is_local_folder(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
         raise _load_error(model_id, revision, "there is no such folder.")
-    model_id_path = os.path.expanduser(model_id) if _looks_like_local_path(model_id) else model_id
+    model_id_path = model_source(model_id)
     try:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -146,28 +136,16 @@ def _load_components(
         for model in models:
             _, offload_hook = cpu_offload_with_hook(model, execution_device=device, prev_module_hook=offload_hook)
     else:
-        try:
-            for model in models:
-                model.to(device)
-        except torch.cuda.OutOfMemoryError:
-            out_of_memory = True
-        else:
-            out_of_memory = False
-        if out_of_memory:  # outside the except block, so its traceback no longer pins the weights
-            del models, text_encoder, unet, vae
-            free_cuda_cache()
-            raise GPUOutOfMemoryError(
-                f"The text-to-video model {model_id!r} does not fit in the GPU's free memory in {dtype}. "
-                "Turn on CPU offload (cpu_offload=True), free the GPU (unload other models, restart other "
-                "notebooks), or use a GPU with more memory."
-            )
+        # A model that does not fit is the skeleton's out-of-memory guard's to report and free.
+        for model in models:
+            model.to(device)
     return TextToVideoComponents(
         tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, vae=vae, scheduler_config=scheduler_config,
         variant=variant, offload_hook=offload_hook, notes=notes,
     )
 
 
-class DiffusersTextToVideo:
+class DiffusersTextToVideo(GeneratorBase):
     """Text-to-video with the diffusers components of ``ali-vilab/text-to-video-ms-1.7b`` (or a folder like it).
 
     ``device``/``dtype`` "auto": CUDA in fp16 when there is a GPU, else CPU in fp32. ``variant`` "auto":
@@ -177,6 +155,7 @@ class DiffusersTextToVideo:
     """
 
     backend = "diffusers"
+    role = ROLE
 
     def __init__(
         self,
@@ -189,203 +168,92 @@ class DiffusersTextToVideo:
         vae_slice_frames: Optional[int] = 8,
         cpu_offload: bool = False,
     ) -> None:
-        self.model_id = str(model_id)
-        self.revision = revision
-        self.device, self.dtype = resolve_device(device, dtype)
+        super().__init__(model_id, revision=revision, device=device, dtype=dtype, vae_slice_frames=vae_slice_frames)
         on_cuda = self.device.startswith("cuda")
         self._variant_was_auto = variant == "auto"
         if variant == "auto":
             variant = "fp16" if on_cuda and self.dtype == "float16" else None
         self.variant = variant
-        self.vae_slice_frames = int(vae_slice_frames) if vae_slice_frames else 0
         self.cpu_offload_requested = bool(cpu_offload)
         self.cpu_offload = bool(cpu_offload) and on_cuda  # offloading to the CPU from the CPU means nothing
 
     # -- loading -------------------------------------------------------------------------------
-
-    @property
-    def key(self) -> ModelKey:
+    def _key_device(self) -> str:
         # Offloaded components carry hooks, so they must never be shared with a non-offloaded generator.
-        device = f"{self.device}+cpu-offload" if self.cpu_offload else self.device
-        return ModelKey(ROLE, self.model_id, self.revision, device, self.dtype)
+        return f"{self.device}+cpu-offload" if self.cpu_offload else self.device
 
-    def load(self) -> None:
-        """Load every component, or take them from ``models.REGISTRY`` when already resident."""
-        self.components  # noqa: B018 - the property does the work
+    def _load(self) -> TextToVideoComponents:
+        return _load_components(self.model_id, self.revision, self.device, self.dtype, self.variant,
+                                self.cpu_offload, self._variant_was_auto)
 
     @property
     def components(self) -> TextToVideoComponents:
-        # Asked of the registry every time, never cached here: after ``models.unload()`` this object
-        # must not keep gigabytes of weights alive behind the registry's back.
-        return _models.REGISTRY.get(
-            self.key,
-            lambda: _load_components(
-                self.model_id, self.revision, self.device, self.dtype, self.variant, self.cpu_offload,
-                self._variant_was_auto,
-            ),
-        )
+        """The resident components (loaded on first use)."""
+        return self._components()
 
-    def describe(self) -> Dict[str, Any]:
-        """Model id, revision, device, dtype and memory options, for run.json."""
-        return {
-            "backend": self.backend,
-            "model_id": self.model_id,
-            "revision": self.revision,
-            "device": self.device,
-            "dtype": self.dtype,
-            "variant": self.variant,
-            "cpu_offload": self.cpu_offload,
-            "vae_slice_frames": self.vae_slice_frames,
-        }
+    def _load_tips(self) -> List[str]:
+        return [] if self.cpu_offload else ["turn on CPU offload (cpu_offload=True)"]
 
-    # -- generation ------------------------------------------------------------------------------
+    def _describe_extra(self) -> Dict[str, Any]:
+        return {"variant": self.variant, "cpu_offload": self.cpu_offload, "vae_slice_frames": self.vae_slice_frames}
 
-    def generate(
-        self,
-        settings: GenerationSettings,
-        *,
-        on_progress: Optional[ProgressCallback] = None,
-        cancel: Optional[CancelToken] = None,
-    ) -> GeneratedFrames:
-        """Generate uint8 frames (T, H, W, 3) for ``settings``; progress per step; cancellable between steps."""
-        return self._generate(settings, on_progress=on_progress, cancel=cancel, as_float=False)
-
-    def _generate_float(
-        self,
-        settings: GenerationSettings,
-        *,
-        on_progress: Optional[ProgressCallback] = None,
-        cancel: Optional[CancelToken] = None,
-    ) -> GeneratedFrames:
-        """Like ``generate`` but ``frames`` are float32 in [0, 1], before rounding: for exact parity checks."""
-        return self._generate(settings, on_progress=on_progress, cancel=cancel, as_float=True)
-
-    def _generate(
-        self,
-        settings: GenerationSettings,
-        *,
-        on_progress: Optional[ProgressCallback],
-        cancel: Optional[CancelToken],
-        as_float: bool,
-    ) -> GeneratedFrames:
-        import torch
-
-        # checked() is idempotent: it fixes sizes and draws a seed when the caller has not done so.
-        settings, notices = settings.checked()
-        notes = list(notices)
+    # -- the backend's part of a run ----------------------------------------------------------------
+    def _adapt(self, settings: GenerationSettings, c: TextToVideoComponents) -> Tuple[GenerationSettings, List[str]]:
+        notes = list(c.notes)
         if self.cpu_offload_requested and not self.cpu_offload:
-            notes.append("CPU offload only applies on a CUDA GPU; it was ignored here.")
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        timings: Dict[str, float] = {}
-        started = time.perf_counter()
-        components = self.components
-        timings["load"] = time.perf_counter() - started
-        notes.extend(components.notes)
+            notes.insert(0, "CPU offload only applies on a CUDA GPU; it was ignored here.")
+        return settings, notes
 
-        out_of_memory = False
-        try:
-            frames = self._run(components, settings, notes, timings, on_progress, cancel, as_float)
-        except torch.cuda.OutOfMemoryError:
-            # Leave the except block first: its traceback still holds the frames' big tensors.
-            out_of_memory = True
-        finally:
-            if components.offload_hook is not None:
-                components.offload_hook.offload()
-        if out_of_memory:
-            free_cuda_cache()
-            raise GPUOutOfMemoryError(self._oom_message(settings))
-        return GeneratedFrames(frames=frames, settings=settings, notes=notes, timings=timings, model=self.describe())
+    def _after_run(self, c: TextToVideoComponents) -> None:
+        if c.offload_hook is not None:
+            c.offload_hook.offload()
 
-    def _oom_message(self, settings: GenerationSettings) -> str:
-        tips = [
-            f"fewer frames (now {settings.num_frames})",
-            f"a smaller size (now {settings.width}x{settings.height})",
-            f"fewer steps (now {settings.num_steps})",
-        ]
-        if not self.cpu_offload:
-            tips.append("turn on CPU offload (cpu_offload=True)")
-        if not self.vae_slice_frames or self.vae_slice_frames > 1:
-            tips.append(f"decode fewer frames at a time (vae_slice_frames, now {self.vae_slice_frames or 'all'})")
-        return (
-            "The GPU ran out of memory while generating. The memory was freed and the models are still "
-            "loaded: try again with " + ", ".join(tips) + "."
-        )
+    def _memory_tips(self) -> List[str]:
+        return self._load_tips() + super()._memory_tips()
 
-    def _run(
-        self,
-        c: TextToVideoComponents,
-        settings: GenerationSettings,
-        notes: List[str],
-        timings: Dict[str, float],
-        on_progress: Optional[ProgressCallback],
-        cancel: Optional[CancelToken],
-        as_float: bool,
-    ) -> np.ndarray:
+    def _encode_prompt(self, c: TextToVideoComponents, settings: GenerationSettings, notes: List[str]) -> Any:
         import torch
 
-        device = torch.device(self.device)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        do_guidance = settings.guidance_scale > 1.0  # same rule as the reference pipeline
+        prompt_embeds = self._encode_text(c, settings.prompt, "caption", notes)
+        if settings.guidance_scale > 1.0:  # same rule as the reference pipeline
+            negative_embeds = self._encode_text(c, settings.negative_prompt or "", "negative prompt", notes)
+            # One UNet call on a batch of two: [unconditional, conditional], in the pipeline's order.
+            prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+        return prompt_embeds
 
-        started = time.perf_counter()
-        with torch.inference_mode():
-            prompt_embeds = self._encode_text(c, settings.prompt, "caption", notes)
-            if do_guidance:
-                negative_embeds = self._encode_text(c, settings.negative_prompt or "", "negative prompt", notes)
-                # One UNet call on a batch of two: [unconditional, conditional], in the pipeline's order.
-                prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
-        timings["encode_prompt"] = time.perf_counter() - started
+    def _latent_shape(self, c: TextToVideoComponents, settings: GenerationSettings) -> Tuple[int, ...]:
+        return (1, c.unet.config.in_channels, settings.num_frames,
+                settings.height // c.vae_scale_factor, settings.width // c.vae_scale_factor)
 
-        started = time.perf_counter()
+    def _sampler(self, c: TextToVideoComponents, settings: GenerationSettings, cond: Any, generator: Any) -> Sampler:
+        import torch
+
+        do_guidance = settings.guidance_scale > 1.0
         scheduler = build_scheduler(settings.scheduler, c.scheduler_config)
-        scheduler.set_timesteps(settings.num_steps, device=device)
-        timesteps = scheduler.timesteps
-        # A CPU generator makes the starting noise the same on every device, as the reference pipeline does.
-        generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
-        shape = (
-            1,
-            c.unet.config.in_channels,
-            settings.num_frames,
-            settings.height // c.vae_scale_factor,
-            settings.width // c.vae_scale_factor,
-        )
-        latents = torch.randn(shape, generator=generator, device="cpu", dtype=prompt_embeds.dtype).to(device)
-        latents = latents * scheduler.init_noise_sigma
+        scheduler.set_timesteps(settings.num_steps, device=torch.device(self.device))
         step_kwargs = _extra_step_kwargs(scheduler, generator)
         # Per-sample thresholding is the only scheduler feature that depends on the batch layout; only
         # then reshape to (frames, C, H, W) like the pipeline. Otherwise the step is elementwise, and
         # skipping two copies of the latents per step is free.
         frame_batches = bool(getattr(scheduler.config, "thresholding", False))
 
-        reporter = StepReporter("denoise", total=len(timesteps), on_progress=on_progress, cancel=cancel)
-        reporter.check()
-        with torch.inference_mode():
-            for t in timesteps:
-                model_input = torch.cat([latents] * 2) if do_guidance else latents
-                model_input = scheduler.scale_model_input(model_input, t)
-                noise_pred = c.unet(model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
-                if do_guidance:
-                    noise_uncond, noise_text = noise_pred.chunk(2)
-                    noise_pred = noise_uncond + settings.guidance_scale * (noise_text - noise_uncond)
-                if frame_batches:
-                    b, ch, f, h, w = latents.shape
-                    flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, ch, h, w)
-                    noise_flat = noise_pred.permute(0, 2, 1, 3, 4).reshape(b * f, ch, h, w)
-                    flat = scheduler.step(noise_flat, t, flat, **step_kwargs).prev_sample
-                    latents = flat[None, :].reshape(b, f, ch, h, w).permute(0, 2, 1, 3, 4)
-                else:
-                    latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-                # Wait for the GPU so that progress times and cancel points match real work.
-                sync()
-                reporter.step()
-        del prompt_embeds, noise_pred, model_input
-        timings["denoise"] = time.perf_counter() - started
+        def step(latents: Any, t: Any) -> Any:
+            model_input = torch.cat([latents] * 2) if do_guidance else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = c.unet(model_input, t, encoder_hidden_states=cond, return_dict=False)[0]
+            if do_guidance:
+                noise_uncond, noise_text = noise_pred.chunk(2)
+                noise_pred = noise_uncond + settings.guidance_scale * (noise_text - noise_uncond)
+            if not frame_batches:
+                return scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+            b, ch, f, h, w = latents.shape
+            flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, ch, h, w)
+            noise_flat = noise_pred.permute(0, 2, 1, 3, 4).reshape(b * f, ch, h, w)
+            flat = scheduler.step(noise_flat, t, flat, **step_kwargs).prev_sample
+            return flat[None, :].reshape(b, f, ch, h, w).permute(0, 2, 1, 3, 4)
 
-        started = time.perf_counter()
-        frames = self._decode(c, latents, on_progress, cancel, as_float)
-        timings["decode"] = time.perf_counter() - started
-        return frames
+        return Sampler(timesteps=scheduler.timesteps, step=step, noise_dtype=cond.dtype,
+                       init_noise_sigma=scheduler.init_noise_sigma)
 
     def _encode_text(self, c: TextToVideoComponents, text: str, what: str, notes: List[str]):
         """CLIP hidden states of ``text`` padded to the encoder's length; a note when the end was cut."""
@@ -396,52 +264,17 @@ class DiffusersTextToVideo:
         if full.shape[-1] > max_length:
             # The end-of-text token stays; what fell off is everything between it and the cut.
             cut = tokenizer.batch_decode(full[:, max_length - 1 : -1])[0].strip()
-            label = "The caption" if what == "caption" else "The negative prompt"
-            notes.append(
-                f"{label} is longer than the text encoder's {max_length} tokens; the end was cut: \u201c{cut}\u201d."
-            )
+            notes.append(truncation_note(what, max_length, cut))
         attention_mask = None
         if getattr(encoder.config, "use_attention_mask", False):
             attention_mask = inputs.attention_mask.to(self.device)
         hidden = encoder(inputs.input_ids.to(self.device), attention_mask=attention_mask)[0]
         return hidden.to(dtype=encoder.dtype, device=self.device)
 
-    def _decode(
-        self,
-        c: TextToVideoComponents,
-        latents,
-        on_progress: Optional[ProgressCallback],
-        cancel: Optional[CancelToken],
-        as_float: bool,
-    ) -> np.ndarray:
-        """VAE-decode ``latents`` a few frames at a time into (T, H, W, 3) frames on the CPU."""
-        import torch
-
-        _, _, num_frames, _, _ = latents.shape
-        per_call = self.vae_slice_frames or num_frames
-        reporter = StepReporter("decode", total=math.ceil(num_frames / per_call), on_progress=on_progress,
-                                cancel=cancel)
-        reporter.check()
-        frames: Optional[np.ndarray] = None
-        with torch.inference_mode():
-            latents = 1 / c.vae.config.scaling_factor * latents
-            for start in range(0, num_frames, per_call):
-                chunk = latents[:, :, start : start + per_call]
-                b, ch, n, h, w = chunk.shape
-                chunk = chunk.permute(0, 2, 1, 3, 4).reshape(b * n, ch, h, w)
-                image = c.vae.decode(chunk).sample.float()
-                # VaeImageProcessor's denormalisation, then channels last, as the pipeline's "np" output.
-                image = (image * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
-                if not as_float:
-                    # Rounded like diffusers' numpy_to_pil, but on the device: 4x less to copy back.
-                    image = (image * 255).round().to(torch.uint8)
-                part = image.cpu().numpy()
-                if frames is None:
-                    frames = np.empty((num_frames,) + part.shape[1:], dtype=part.dtype)
-                frames[start : start + n] = part
-                reporter.step()
-        assert frames is not None
-        return frames
+    def _decode_slice(self, c: TextToVideoComponents, latents: Any) -> Any:
+        b, ch, n, h, w = latents.shape
+        latents = (1 / c.vae.config.scaling_factor * latents).permute(0, 2, 1, 3, 4).reshape(b * n, ch, h, w)
+        return c.vae.decode(latents).sample
 
 
 def _extra_step_kwargs(scheduler, generator) -> Dict[str, Any]:

@@ -22,18 +22,14 @@ import importlib.metadata
 import importlib.util
 import pickle
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, ContextManager, Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
-
-from .._compat import free_cuda_cache, resolve_device, torch_dtype
-from ..errors import GPUOutOfMemoryError, MissingDependencyError, ModelLoadError
-from ..models import REGISTRY, ModelKey
-from ..progress import CancelToken, ProgressCallback, StepReporter
-from .base import GeneratedFrames, GenerationSettings
+from .._compat import torch_dtype
+from ..errors import MissingDependencyError, ModelLoadError
+from ..models import REGISTRY, is_local_folder, model_source
+from .base import GenerationSettings, GeneratorBase, Sampler, truncation_note
 
 DEFAULT_MODELSCOPE_MODEL = "damo/text-to-video-synthesis"
 # The same files mirrored on the Hugging Face hub; fetched with huggingface_hub instead.
@@ -181,7 +177,7 @@ class _Loaded:
     size_unit: int  # height and width must be multiples of this (VAE x UNet downsampling)
 
 
-class ModelScopeTextToVideo:
+class ModelScopeTextToVideo(GeneratorBase):
     """The original ModelScope text-to-video model, driven by our loop (``backend="modelscope"``).
 
     ``model_id`` is a ModelScope id (default ``damo/text-to-video-synthesis``), its Hugging Face
@@ -195,7 +191,7 @@ class ModelScopeTextToVideo:
     """
 
     backend = "modelscope"
-    decode_chunk = 8  # frames per VAE decode call: bounds GPU memory on a 16 GB T4
+    role = "modelscope"
 
     def __init__(
         self,
@@ -204,29 +200,17 @@ class ModelScopeTextToVideo:
         revision: Optional[str] = None,
         device: str = "auto",
         dtype: str = "auto",
+        vae_slice_frames: Optional[int] = 8,
     ) -> None:
         check_modelscope_installed()  # choosing the backend without the extra fails here, clearly
-        self.model_id = str(model_id)
-        self.revision = revision
-        self.device, self.dtype = resolve_device(device, dtype)
+        super().__init__(model_id, revision=revision, device=device, dtype=dtype, vae_slice_frames=vae_slice_frames)
 
     # -- loading -------------------------------------------------------------------------------
-
-    @property
-    def key(self) -> ModelKey:
-        return ModelKey("modelscope", self.model_id, self.revision, self.device, self.dtype)
-
-    def load(self) -> None:
-        """Load the model once per process (``REGISTRY``, role "modelscope"); cheap when resident."""
-        self._loaded()
-
-    def _loaded(self) -> _Loaded:
-        return REGISTRY.get(self.key, self._load)
-
     def _resolve_folder(self) -> Path:
-        local = Path(self.model_id).expanduser()
-        if local.is_dir():
-            folder = local
+        if is_local_folder(self.model_id):
+            folder = Path(model_source(self.model_id))
+            if not folder.is_dir():
+                raise ModelLoadError(f"Could not load the ModelScope model {self.model_id!r}: there is no such folder.")
         else:
             try:
                 folder = Path(_snapshot_download(self.model_id, self.revision))
@@ -288,33 +272,17 @@ class ModelScopeTextToVideo:
         size_unit = 8 * 2 ** (len(dim_mult) - 1)  # the UNet upsamples by exact 2x: latents must divide
         return _Loaded(model=model, folder=str(folder), size_unit=size_unit)
 
-    def describe(self) -> Dict[str, Any]:
-        """Model id, revision, device, dtype (and the folder once loaded), for run.json."""
-        info: Dict[str, Any] = {
-            "backend": self.backend,
-            "model_id": self.model_id,
-            "revision": self.revision,
-            "device": self.device,
-            "dtype": self.dtype,
-            "scheduler": "ddim",
-        }
+    def _describe_extra(self) -> Dict[str, Any]:
+        info: Dict[str, Any] = {"scheduler": "ddim"}
         if REGISTRY.is_loaded(self.key):
-            info["folder"] = self._loaded().folder
+            info["folder"] = self._components().folder
         return info
 
-    # -- generation ----------------------------------------------------------------------------
-
+    # -- the backend's part of a run ----------------------------------------------------------------
     def _adapt(self, settings: GenerationSettings, loaded: _Loaded) -> Tuple[GenerationSettings, List[str]]:
         """Fit settings to what this model can do, with a note for everything changed or ignored."""
-        notes: List[str] = []
-        changes: Dict[str, Any] = {}
-        unit = loaded.size_unit
-        for name in ("height", "width"):
-            value = int(getattr(settings, name))
-            fitted = max(unit, int(value / unit + 0.5) * unit)  # halves round up, not to even
-            if fitted != value:
-                notes.append(f"{name} {value} is not a multiple of {unit} (this model's size unit); using {fitted}.")
-                changes[name] = fitted
+        changes: Dict[str, Any]
+        changes, notes = settings.fitted_sizes(loaded.size_unit, " (this model's size unit)")
         num_timesteps = loaded.model.diffusion.num_timesteps
         if settings.num_steps > num_timesteps:
             notes.append(f"steps {settings.num_steps} is more than the model's {num_timesteps} timesteps; "
@@ -329,118 +297,72 @@ class ModelScopeTextToVideo:
                          f"input and was trained on {TRAINED_FPS} fps clips.")
         if settings.negative_prompt.strip() and settings.guidance_scale == 1:
             notes.append("the negative prompt has no effect at guidance 1 (no unconditional branch).")
-        for label, text in (("prompt", settings.prompt), ("negative prompt", settings.negative_prompt)):
-            dropped = _truncated_words(text)
-            if dropped:
-                notes.append(f"the {label} is longer than the text encoder's 77 tokens; "
-                             f"ignored from {dropped!r}.")
         return settings.replace(**changes), notes
 
-    def generate(
-        self,
-        settings: GenerationSettings,
-        *,
-        on_progress: Optional[ProgressCallback] = None,
-        cancel: Optional[CancelToken] = None,
-    ) -> GeneratedFrames:
-        """Generate uint8 frames (T, H, W, 3) for ``settings``; progress per DDIM step, cancel between steps."""
+    def _run_context(self) -> ContextManager[Any]:
         import torch
 
-        settings, notes = settings.checked()  # idempotent for checked settings; never trust callers
-        timings: Dict[str, float] = {}
-        started = time.perf_counter()
-        already = REGISTRY.is_loaded(self.key)
-        loaded = self._loaded()
-        if not already:
-            timings["load"] = time.perf_counter() - started
-        settings, adapt_notes = self._adapt(settings, loaded)
-        notes.extend(adapt_notes)
-        try:
-            frames = self._run(loaded, settings, timings, on_progress, cancel)
-        except torch.cuda.OutOfMemoryError as err:
-            free_cuda_cache()  # the models stay resident: the next, smaller run needs no reload
-            raise GPUOutOfMemoryError(
-                f"The GPU ran out of memory at {settings.num_frames} frames of "
-                f"{settings.width}x{settings.height}. Lower the frames or the size (for example 16 "
-                "frames of 256x256) and try again; the model stays loaded."
-            ) from err
-        return GeneratedFrames(frames=frames, settings=settings, notes=notes, timings=timings,
-                               model=self.describe())
-
-    def _run(
-        self,
-        loaded: _Loaded,
-        settings: GenerationSettings,
-        timings: Dict[str, float],
-        on_progress: Optional[ProgressCallback],
-        cancel: Optional[CancelToken],
-    ) -> np.ndarray:
-        import torch
-
-        model = loaded.model
+        stack = contextlib.ExitStack()
         device = torch.device(self.device)
         dtype = torch_dtype(self.dtype)
         # The original runs under CUDA autocast (fp16 matmuls, fp32 norms); on the CPU its autocast
         # is a no-op, so fp32 there stays plain fp32 and matches its pipeline number for number.
-        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-        denoise = StepReporter("denoise", settings.num_steps, on_progress, cancel)
-        denoise.check()
+        stack.enter_context(torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32))
+        # ddim_sample draws (unused, eta=0) noise from the global generator each step: fork it
+        # so a caller's own torch.manual_seed sequence is not disturbed by a generation.
+        stack.enter_context(torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []))
+        return stack
 
-        with torch.inference_mode(), autocast:
-            t0 = time.perf_counter()
-            cond = model.clip_encoder(settings.prompt)
-            uncond = model.clip_encoder(settings.negative_prompt.strip())  # "" is the original's choice
-            timings["encode_prompt"] = time.perf_counter() - t0
+    def _encode_prompt(self, loaded: _Loaded, settings: GenerationSettings, notes: List[str]) -> Any:
+        for what, text in (("caption", settings.prompt), ("negative prompt", settings.negative_prompt)):
+            cut = _truncated_words(text)
+            if cut:
+                notes.append(truncation_note(what, 77, cut))
+        cond = loaded.model.clip_encoder(settings.prompt)
+        uncond = loaded.model.clip_encoder(settings.negative_prompt.strip())  # "" is the original's choice
+        return cond, uncond
 
-            # Our noise, from our generator on the CPU: the same numbers on every device, and the
-            # same as modelscope's own torch.randn after torch.manual_seed(seed).
-            generator = torch.Generator("cpu").manual_seed(int(settings.seed))
-            shape = (1, 4, settings.num_frames, settings.height // 8, settings.width // 8)
-            xt = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    def _latent_shape(self, loaded: _Loaded, settings: GenerationSettings) -> Tuple[int, ...]:
+        return (1, 4, settings.num_frames, settings.height // 8, settings.width // 8)
 
-            diffusion = model.diffusion
-            steps = settings.num_steps
-            # ddim_sample steps back by num_timesteps // steps; timesteps spaced by that stride, as
-            # in its own ddim_sample_loop (identical for steps dividing 1000, e.g. 10, 25, 50; its
-            # loop would run one step more otherwise, ours runs exactly ``steps``).
-            stride = diffusion.num_timesteps // steps
-            timesteps = [min(1 + stride * i, diffusion.num_timesteps - 1) for i in reversed(range(steps))]
-            guided = settings.guidance_scale != 1
-            model_kwargs: Any = [{"y": cond}, {"y": uncond}] if guided else {"y": cond}
-            t0 = time.perf_counter()
-            # ddim_sample draws (unused, eta=0) noise from the global generator each step: fork it
-            # so a caller's own torch.manual_seed sequence is not disturbed by a generation.
-            fork_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=fork_devices):
-                for step in timesteps:
-                    t = torch.full((1,), step, dtype=torch.long, device=device)
-                    xt, _ = diffusion.ddim_sample(
-                        xt, t, model.sd_model, model_kwargs,
-                        guide_scale=settings.guidance_scale if guided else None,
-                        ddim_timesteps=steps, eta=0.0,
-                    )
-                    denoise.step()  # reports, then raises GenerationCancelled if Cancel was pressed
-            timings["denoise"] = time.perf_counter() - t0
+    def _sampler(self, loaded: _Loaded, settings: GenerationSettings, cond: Any, generator: Any) -> Sampler:
+        import torch
 
-            t0 = time.perf_counter()
-            # 1/scale * x as in its forward (not x / scale: one ulp apart, and parity is exact)
-            latents = (1.0 / LATENT_SCALE * xt)[0].transpose(0, 1)  # (c, f, h, w) -> (f, c, h, w)
-            chunks = range(0, latents.shape[0], self.decode_chunk)
-            decode = StepReporter("decode", len(chunks), on_progress, cancel)
-            pieces = []
-            for start in chunks:
-                pieces.append(model.autoencoder.decode(latents[start:start + self.decode_chunk]).float().cpu())
-                decode.step()
-            video = torch.cat(pieces)  # (f, 3, h, w) in [-1, 1]
-            timings["decode"] = time.perf_counter() - t0
+        model, diffusion = loaded.model, loaded.model.diffusion
+        device = torch.device(self.device)
+        steps = settings.num_steps
+        # ddim_sample steps back by num_timesteps // steps; timesteps spaced by that stride, as
+        # in its own ddim_sample_loop (identical for steps dividing 1000, e.g. 10, 25, 50; its
+        # loop would run one step more otherwise, ours runs exactly ``steps``).
+        stride = diffusion.num_timesteps // steps
+        timesteps = [min(1 + stride * i, diffusion.num_timesteps - 1) for i in reversed(range(steps))]
+        guided = settings.guidance_scale != 1
+        model_kwargs: Any = [{"y": cond[0]}, {"y": cond[1]}] if guided else {"y": cond[0]}
 
-        # Same conversion as modelscope's tensor2vid (x*0.5+0.5, clamp, *255, truncate to uint8).
-        video = video.mul(0.5).add(0.5).clamp(0, 1).permute(0, 2, 3, 1)
-        return np.ascontiguousarray((video.numpy() * 255).astype(np.uint8))
+        def step(xt: Any, timestep: int) -> Any:
+            t = torch.full((1,), timestep, dtype=torch.long, device=device)
+            xt, _ = diffusion.ddim_sample(xt, t, model.sd_model, model_kwargs,
+                                          guide_scale=settings.guidance_scale if guided else None,
+                                          ddim_timesteps=steps, eta=0.0)
+            return xt
+
+        return Sampler(timesteps=timesteps, step=step)
+
+    def _decode_slice(self, loaded: _Loaded, latents: Any) -> Any:
+        # 1/scale * x as in its forward (not x / scale: one ulp apart, and parity is exact)
+        latents = (1.0 / LATENT_SCALE * latents)[0].transpose(0, 1)  # (c, f, h, w) -> (f, c, h, w)
+        return loaded.model.autoencoder.decode(latents)
+
+    @staticmethod
+    def _to_uint8(images: Any) -> Any:
+        import torch
+
+        # Truncated, not rounded, as modelscope's tensor2vid does (x * 255 cast to uint8).
+        return (images * 255).to(torch.uint8)
 
 
 def _truncated_words(text: str) -> Optional[str]:
-    """The start of what open_clip's tokenizer cuts off (77 tokens with start/end), or None."""
+    """What open_clip's tokenizer cuts off (77 tokens with start/end), or None when it all fits."""
     if not text.strip():
         return None
     from open_clip.tokenizer import _tokenizer
@@ -449,7 +371,7 @@ def _truncated_words(text: str) -> Optional[str]:
     limit = 75  # 77 minus the start and end tokens
     if len(tokens) <= limit:
         return None
-    return _tokenizer.decode(tokens[limit:limit + 5]).strip()
+    return _tokenizer.decode(tokens[limit:]).strip()
 
 
 __all__ = [
