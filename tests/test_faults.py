@@ -27,7 +27,7 @@ import torch
 
 import vid2vid_widgets
 from test_panel import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
-from vid2vid_widgets import _media, pipeline as pipeline_module, runs, video
+from vid2vid_widgets import _media, oom, runs, video
 from vid2vid_widgets.errors import GPUOutOfMemoryError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from vid2vid_widgets.generation import make_generator
 from vid2vid_widgets.models import REGISTRY
@@ -126,7 +126,7 @@ def test_cancel_mid_run_presents_no_half_run_and_keeps_the_earlier_one(tmp_path)
 
 def test_out_of_memory_in_the_pipeline_frees_the_cache_keeps_models_and_the_next_run_works(tmp_path, monkeypatch):
     freed = []
-    monkeypatch.setattr(pipeline_module, "free_cuda_cache", lambda: freed.append(True))
+    monkeypatch.setattr(oom, "free_cuda_cache", lambda: freed.append(True))  # the one out-of-memory guard
     generator = FailsOnce()
     pipe = Vid2VidPipeline(models="tiny", generator=generator, output_dir=tmp_path, **SMALL)
     earlier = pipe.generate("a red fox", seed=1)
@@ -147,7 +147,7 @@ def test_out_of_memory_in_the_pipeline_frees_the_cache_keeps_models_and_the_next
 
 def test_out_of_memory_in_the_panel_says_what_to_lower_and_the_next_click_works(tmp_path, monkeypatch):
     freed = []
-    monkeypatch.setattr(pipeline_module, "free_cuda_cache", lambda: freed.append(True))
+    monkeypatch.setattr(oom, "free_cuda_cache", lambda: freed.append(True))  # the one out-of-memory guard
     generator = FailsOnce()
     panel = make_panel(tmp_path / "out", generator)
     earlier = panel_generates(panel)

@@ -11,7 +11,6 @@ import torch
 
 from vid2vid_widgets import models, oom
 from vid2vid_widgets.errors import GenerationCancelled, GPUOutOfMemoryError, ModelLoadError
-from vid2vid_widgets.generation import diffusers_t2v
 from vid2vid_widgets.generation.base import GeneratedFrames, GenerationSettings, Generator
 from vid2vid_widgets.generation.diffusers_t2v import DEFAULT_T2V_MODEL, DiffusersTextToVideo
 from vid2vid_widgets.progress import CancelToken

@@ -20,9 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._compat import free_cuda_cache, resolve_device, torch_dtype
-from .errors import GPUOutOfMemoryError, InvalidSettingsError, ModelLoadError
-from .models import REGISTRY, ModelKey
+from ._compat import resolve_device, torch_dtype
+from .errors import InvalidSettingsError, ModelLoadError
+from .models import REGISTRY, ModelKey, is_local_folder, model_source
+from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, Progress, ProgressCallback
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
@@ -116,12 +117,8 @@ def _load_errors() -> Tuple[type, ...]:
 
 
 def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException) -> str:
-    # Hub ids are "name" or "owner/name"; anything else the person typed is meant as a folder.
-    looks_like_path = (
-        os.path.isabs(model_id) or model_id.startswith((".", "~")) or model_id.count("/") > 1 or "\\" in model_id
-    )
     what = f"{model_id!r}" + (f" (revision {revision!r})" if revision else "")
-    if looks_like_path and not os.path.isdir(os.path.expanduser(model_id)):
+    if is_local_folder(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
         return (
             f"Could not load the captioner {what}: the folder does not exist. Pass the folder that "
             "holds config.json and model.safetensors of a BLIP captioning model, or a hub id such as "
@@ -138,7 +135,7 @@ def _load_error_message(model_id: str, revision: Optional[str], exc: BaseExcepti
 
 def _cached_commit_hash(model_id: str, revision: Optional[str]) -> Optional[str]:
     """The commit the hub cache resolved ``model_id`` to (no network), or None for local folders."""
-    if os.path.isdir(os.path.expanduser(model_id)):
+    if is_local_folder(model_id):
         return None
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -153,7 +150,7 @@ def _cached_commit_hash(model_id: str, revision: Optional[str]) -> Optional[str]
 def _load_blip(model_id: str, revision: Optional[str], device: str, dtype: str) -> Tuple[Any, Any]:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    source = os.path.expanduser(model_id) if os.path.isdir(os.path.expanduser(model_id)) else model_id
+    source = model_source(model_id)
     try:
         # BLIP is a built-in transformers architecture: remote code is never needed, never trusted.
         processor = BlipProcessor.from_pretrained(source, revision=revision, trust_remote_code=False)
@@ -278,16 +275,10 @@ class BlipCaptioner:
 
         model = self.load()[0]
         batch_size = int(inputs["pixel_values"].shape[0])
-        try:
-            with torch.inference_mode():
-                return model.generate(**inputs, **self.generate_kwargs())
-        except torch.cuda.OutOfMemoryError as exc:
-            free_cuda_cache()
-            raise GPUOutOfMemoryError(
-                f"The GPU ran out of memory while captioning {batch_size} frames at once. "
-                "Lower the number of caption frames (or free GPU memory) and try again; the captioner "
-                "is still loaded."
-            ) from exc
+        advice = out_of_memory_advice(f"captioning {batch_size} frames at once", ["the caption frames"],
+                                      f"now {batch_size}", ["free GPU memory"])
+        with out_of_memory_guard(advice), torch.inference_mode():
+            return model.generate(**inputs, **self.generate_kwargs())
 
     def postprocess(self, token_ids: Any) -> List[str]:
         """Token ids -> one clean caption per frame (special tokens dropped, whitespace collapsed)."""

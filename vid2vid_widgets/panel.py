@@ -11,30 +11,28 @@ background threads); elsewhere it runs in a worker thread, which keeps Cancel wo
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import os
 import threading
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import ipywidgets as widgets
 
 from . import _panel_text as text
-from ._compat import clear_upload, in_colab, parse_upload_value, set_titles, upload_trigger_trait
+from ._compat import clear_upload, parse_upload_value, set_titles, upload_trigger_trait
+from ._history import HistoryList
 from ._runner import Runner
+from ._settings_form import SettingsForm
 from .errors import GenerationCancelled, InvalidSettingsError, Vid2VidError
-from .generation import BACKENDS, DEFAULT_BACKEND, SCHEDULERS
+from .generation import BACKENDS, DEFAULT_BACKEND
 from .generation.base import GenerationSettings
-from .pipeline import DEFAULT_CAPTION_FRAMES, PREVIEW_SECONDS, Vid2VidPipeline
+from .pipeline import (DEFAULT_CAPTION_FRAMES, PREVIEW_SECONDS, Vid2VidPipeline, models_from_environment,
+                       split_options)
 from .progress import CancelToken, Progress
 from .runs import RunRecord
 
 VIDEO_ACCEPT = "video/*,.mp4,.mov,.mkv,.webm,.avi,.gif,.m4v"
-_SETTING_NAMES = {f.name for f in dataclasses.fields(GenerationSettings)}
-# Keyword arguments passed through to Vid2VidPipeline when the panel builds one.
-_PIPELINE_KWARGS = {"caption_frames", "output_dir", "device", "dtype", "captioner", "generator_model"}
 _WIDE = {"description_width": "initial"}
 
 
@@ -67,22 +65,21 @@ class Vid2VidPanel(widgets.VBox):
         runner: Optional[Runner] = None,
         **settings: Any,
     ) -> None:
-        unknown = set(settings) - _SETTING_NAMES - _PIPELINE_KWARGS - {"backend"}
-        if unknown:
-            raise TypeError(f"Unknown panel setting(s): {', '.join(sorted(unknown))}.")
-        if pipeline is not None and set(settings) & (_PIPELINE_KWARGS - {"caption_frames"}):
-            raise TypeError("Pass output_dir, device, dtype, captioner and generator_model to the pipeline you give "
-                            "the panel, not to the panel.")
-        self._models = models if models is not None else (os.environ.get("VID2VID_MODELS") or None)
-        self._pipeline_kwargs = {k: v for k, v in settings.items() if k in _PIPELINE_KWARGS}
+        pipeline_options, setting_values = split_options(settings, "panel")
+        if pipeline is not None and set(pipeline_options) - {"caption_frames"}:
+            raise TypeError(f"Pass {', '.join(sorted(set(pipeline_options) - {'caption_frames'}))} to the pipeline "
+                            "you give the panel, not to the panel.")
+        self._models = pipeline.models if pipeline is not None else models_from_environment(models)
+        # Options for the pipeline built on first use; the form's caption frames and backend join them then.
+        self._pipeline_options = {k: v for k, v in pipeline_options.items() if k not in ("caption_frames", "backend")}
         self._pipeline = pipeline
         self._pipeline_lock = threading.Lock()
         self._runner = runner or Runner()
         self._cancel = CancelToken()
-        defaults = pipeline.settings if pipeline is not None else GenerationSettings()
-        defaults = defaults.replace(**{k: v for k, v in settings.items() if k in _SETTING_NAMES})
-        caption_frames = settings.get("caption_frames", getattr(pipeline, "caption_frames", DEFAULT_CAPTION_FRAMES))
-        backend = settings.get("backend") or getattr(getattr(pipeline, "generator", None), "backend", DEFAULT_BACKEND)
+        defaults = (pipeline.settings if pipeline is not None else GenerationSettings()).replace(**setting_values)
+        caption_frames = pipeline_options.get("caption_frames",
+                                              pipeline.caption_frames if pipeline is not None else DEFAULT_CAPTION_FRAMES)
+        backend = pipeline_options.get("backend") or (pipeline.backend if pipeline is not None else DEFAULT_BACKEND)
 
         self.loaded = None  # LoadedVideo shown on the left
         self.caption_result = None  # CaptionResult of the loaded video
@@ -167,50 +164,20 @@ class Vid2VidPanel(widgets.VBox):
         self.notes.add_class("vid2vid-notes")
 
     def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str) -> None:
-        def int_text(description: str, value: int, low: int, high: int) -> widgets.BoundedIntText:
-            return widgets.BoundedIntText(value=value, min=low, max=high, description=description, style=_WIDE,
-                                          layout=widgets.Layout(width="180px"))
-
-        self.seed = widgets.IntText(value=s.seed or 0, description="Seed", style=_WIDE,
-                                    layout=widgets.Layout(width="200px"), disabled=s.seed is None)
-        self.random_seed = widgets.Checkbox(value=s.seed is None, description="random", indent=False,
-                                            layout=widgets.Layout(width="auto"))
-        self.steps = int_text("Steps", s.num_steps, 1, 1000)
-        self.frames = int_text("Frames", s.num_frames, 1, 512)
-        self.guidance = widgets.BoundedFloatText(value=s.guidance_scale, min=0.0, max=50.0, step=0.5,
-                                                 description="Guidance", style=_WIDE,
-                                                 layout=widgets.Layout(width="180px"))
-        # Plain IntText: a size that is not a multiple of 8 is corrected by the pipeline, with a note.
-        self.height = widgets.IntText(value=s.height, description="Height", style=_WIDE,
-                                      layout=widgets.Layout(width="180px"))
-        self.width = widgets.IntText(value=s.width, description="Width", style=_WIDE,
-                                     layout=widgets.Layout(width="180px"))
-        self.fps = int_text("FPS", s.fps, 1, 120)
-        self.negative_prompt = widgets.Text(value=s.negative_prompt, description="Negative prompt", style=_WIDE,
-                                            placeholder="what the video should not show, e.g. blurry, text",
-                                            layout=widgets.Layout(width="100%"))
-        self.caption_frames = int_text("Caption frames", caption_frames, 1, 64)
-        self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=s.scheduler, description="Scheduler",
-                                          style=_WIDE, layout=widgets.Layout(width="220px"))
-        self.backend = widgets.Dropdown(options=list(BACKENDS), value=backend, description="Backend",
-                                        style=_WIDE, layout=widgets.Layout(width="220px"))
-        rows = [
-            widgets.HBox([self.seed, self.random_seed, self.steps, self.frames, self.guidance]),
-            widgets.HBox([self.height, self.width, self.fps, self.caption_frames]),
-            self.negative_prompt,
-            widgets.HBox([self.scheduler, self.backend]),
-        ]
-        self.settings_box = widgets.Accordion(children=[widgets.VBox(rows)], selected_index=None)
-        set_titles(self.settings_box, ["Settings"])
-        self.settings_box.add_class("vid2vid-settings")
+        backends = list(BACKENDS) if backend in BACKENDS else [*BACKENDS, backend]
+        self.settings_form = self.settings_box = SettingsForm(s, caption_frames, backend, backends)
+        form = self.settings_form
+        # The form's widgets under their old panel names: code and notebooks set panel.steps.value etc.
+        self.seed, self.random_seed, self.steps, self.frames = form.seed, form.random_seed, form.steps, form.frames
+        self.guidance, self.height, self.width, self.fps = form.guidance, form.height, form.width, form.fps
+        self.negative_prompt, self.caption_frames = form.negative_prompt, form.caption_frames
+        self.scheduler, self.backend = form.scheduler, form.backend
 
     def _build_history(self) -> None:
-        self.history = widgets.VBox([])
-        self.history.add_class("vid2vid-history")
+        self.history = HistoryList(self.show_run, "vid2vid-history")
         self.past_runs_button = _button("Show past runs", "vid2vid-past-runs",
                                         "List the runs saved in the output folder", icon="history")
-        self.past_runs = widgets.VBox([])
-        self.past_runs.add_class("vid2vid-past")
+        self.past_runs = HistoryList(self.show_run, "vid2vid-past", link_now=False)
         self.log_output = widgets.Output()
         self.details = widgets.Accordion(children=[self.log_output], selected_index=None)
         set_titles(self.details, ["Details (for bug reports)"])
@@ -250,7 +217,6 @@ class Vid2VidPanel(widgets.VBox):
         self.generate_button.on_click(self._click(self.generate))
         self.cancel_button.on_click(lambda _: self.cancel())
         self.use_frame_caption.on_click(lambda _: self._use_frame_caption())
-        self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
         self.backend.observe(self._on_backend, names="value")
         self.past_runs_button.on_click(lambda _: self.show_past_runs())
 
@@ -271,8 +237,9 @@ class Vid2VidPanel(widgets.VBox):
         with self._pipeline_lock:
             if self._pipeline is None:
                 # Settings are not passed: every caption and generate call sends the widgets' values.
-                kwargs = {**self._pipeline_kwargs, "caption_frames": self.caption_frames.value}
-                self._pipeline = Vid2VidPipeline(generator=self.backend.value, models=self._models, **kwargs)
+                self._pipeline = Vid2VidPipeline.from_options(
+                    models=self._models, backend=self.backend.value, caption_frames=self.caption_frames.value,
+                    **self._pipeline_options)
             return self._pipeline
 
     # -- public actions (the buttons call these; so can code and tests) ------------------------
@@ -333,9 +300,8 @@ class Vid2VidPanel(widgets.VBox):
             self._show_error(str(exc))
             return
         shown = records[:50]
-        header = widgets.HTML(f"<b>Saved in {self.pipeline.store.runs_dir}</b>: {len(records)} run(s)"
-                              + (" (newest 50 shown)" if len(records) > len(shown) else ""))
-        self.past_runs.children = [header] + [self._history_row(r, link_now=False) for r in shown]
+        self.past_runs.show(shown, f"<b>Saved in {html.escape(str(self.pipeline.runs_dir))}</b>: {len(records)} run(s)"
+                            + (" (newest 50 shown)" if len(records) > len(shown) else ""))
 
     def show_run(self, record: RunRecord) -> None:
         """Play a saved run's output in the 'Generated video' player."""
@@ -395,30 +361,19 @@ class Vid2VidPanel(widgets.VBox):
         result = self.pipeline.generate(settings.prompt, settings, source=self.loaded, caption=caption,
                                         on_progress=self._on_progress, cancel=self._cancel)
         self.output_video.value = result.video_path.read_bytes()
-        self.seed.value = result.seed  # so unticking "random" repeats this exact video
+        self.settings_form.keep_seed(result.seed)
         self.seed_used.value = f"Seed used: <b>{result.seed}</b>"
         self.notes.value = text.notes_html(result.notes)
         self.runs.append(result)
         self.last_result = result
-        self.history.children = [self._history_row(result.record)] + list(self.history.children)
+        self.history.add(result.record)
         took = text.duration_text(result.timings.get("total"))
         self.progress_label.value = f"Finished in {took}"
         self._set_status(f"Done in {took}. Saved in {result.run_dir}.")
 
     # -- helpers -------------------------------------------------------------------------------
     def _settings(self) -> GenerationSettings:
-        return GenerationSettings(
-            prompt=self.caption_text.value,
-            negative_prompt=self.negative_prompt.value,
-            seed=None if self.random_seed.value else int(self.seed.value),
-            num_frames=int(self.frames.value),
-            num_steps=int(self.steps.value),
-            guidance_scale=float(self.guidance.value),
-            height=int(self.height.value),
-            width=int(self.width.value),
-            fps=int(self.fps.value),
-            scheduler=self.scheduler.value,
-        )
+        return self.settings_form.value.replace(prompt=self.caption_text.value)
 
     def _start(self, status: str, work: Callable[[], None]) -> bool:
         if self._runner.busy:
@@ -492,12 +447,9 @@ class Vid2VidPanel(widgets.VBox):
         if self._reverting_backend or self._pipeline is None:
             return  # a panel without a pipeline yet builds it with the chosen backend
         try:
-            if self._pipeline.busy or self._runner.busy:
+            if self._runner.busy:
                 raise Vid2VidError("Wait for the run to finish before changing the backend.")
-            from .generation import make_generator
-
-            p = self._pipeline
-            p.generator = make_generator(change["new"], models=p.models, device=p.device, dtype=p.dtype)
+            self._pipeline.set_backend(change["new"])
             self._set_status(f"Backend: {change['new']} (its model loads on the next Generate).")
         except Exception as exc:
             self._show_error(str(exc) if isinstance(exc, Vid2VidError)
@@ -507,43 +459,6 @@ class Vid2VidPanel(widgets.VBox):
                 self.backend.value = change["old"]
             finally:
                 self._reverting_backend = False
-
-    def _history_row(self, record: RunRecord, link_now: bool = True) -> widgets.HBox:
-        """One run: Show, a download link, and its prompt, seed and settings.
-
-        ``link_now=False`` (past runs, possibly dozens) makes the link on request: each link carries
-        the whole video, and listing 50 runs should not send 50 videos to the browser.
-        """
-        show = widgets.Button(description="Show", tooltip="Play this run again", layout=widgets.Layout(width="70px"))
-        show.on_click(lambda _: self.show_run(record))
-        if link_now:
-            link: widgets.Widget = widgets.HTML(text.download_html(record.output_path))
-        else:
-            link = widgets.Button(description="Download link", layout=widgets.Layout(width="auto"))
-
-            def make_link(button: widgets.Button) -> None:
-                children = list(row.children)
-                children[children.index(button)] = widgets.HTML(text.download_html(record.output_path))
-                row.children = children
-
-            link.on_click(make_link)
-        parts: List[widgets.Widget] = [show, link]
-        if in_colab():
-            download = widgets.Button(description="Save to computer", layout=widgets.Layout(width="auto"))
-            download.on_click(lambda _: _colab_download(record.output_path))
-            parts.append(download)
-        # Escaped: the prompt is free text (typed, or read back from any run.json in the folder) and
-        # must show as words, never run as HTML in the notebook.
-        parts.append(widgets.HTML(html.escape(f"{record.created} · {text.run_summary(record.data)}", quote=False)))
-        row = widgets.HBox(parts, layout=widgets.Layout(align_items="center"))
-        row.add_class("vid2vid-history-row")
-        return row
-
-
-def _colab_download(path: Path) -> None:
-    from google.colab import files  # only reached in Colab
-
-    files.download(str(path))
 
 
 __all__ = ["Vid2VidPanel", "VIDEO_ACCEPT"]

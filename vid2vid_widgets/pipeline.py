@@ -7,6 +7,7 @@ second pipeline, panel or run in the same process costs only the compute.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -15,23 +16,30 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
 from . import video
-from ._compat import CPU_WARNING, free_cuda_cache, resolve_device
+from ._compat import CPU_WARNING, resolve_device
 from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
-from .errors import (BusyError, GPUOutOfMemoryError, InvalidSettingsError, InvalidVideoError,
-                     OutputNotWritableError, Vid2VidError)
+from .errors import BusyError, InvalidSettingsError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from .generation import make_generator
-from .generation.base import GenerationSettings, Generator
+from .generation.base import GenerationSettings, Generator, generation_out_of_memory_advice
+from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, ProgressCallback, StepReporter
 from .runs import OUTPUT_FILE, RunRecord, RunStore, file_digest
 from .video import VideoInfo
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_CAPTION_FRAMES = 6
+DEFAULT_OUTPUT_DIR = "vid2vid-runs"
+MODELS_ENV = "VID2VID_MODELS"  # "tiny": every UI built from options uses the tiny random models
+# Keyword arguments of Vid2VidPipeline other than GenerationSettings fields ("backend" is the UIs'
+# name for ``generator``).
+PIPELINE_OPTIONS = ("captioner", "backend", "generator", "generator_model", "models", "device", "dtype",
+                    "output_dir", "caption_frames")
+_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(GenerationSettings))
 CAPTION_MAX_SIDE = 512  # BLIP looks at 384 px; decoding 4K frames at full size only costs memory
 # A preview decodes every frame it shows: the whole of a 30-minute video took 13 s at 32x24 (minutes
 # at 640x360) before the caption could even start. The first minute is enough to recognise a video;
@@ -101,7 +109,7 @@ class Vid2VidPipeline:
         models: Optional[str] = None,
         device: str = "auto",
         dtype: str = "auto",
-        output_dir: PathLike = "vid2vid-runs",
+        output_dir: PathLike = DEFAULT_OUTPUT_DIR,
         caption_frames: int = DEFAULT_CAPTION_FRAMES,
         **settings: Any,
     ) -> None:
@@ -118,6 +126,18 @@ class Vid2VidPipeline:
         self.caption_frames = int(caption_frames)
         self.settings = GenerationSettings(**settings)
         self._busy = threading.Lock()
+
+    @classmethod
+    def from_options(cls, *, models: Optional[str] = None, backend: Optional[str] = None,
+                     **options: Any) -> "Vid2VidPipeline":
+        """The pipeline a UI asks for (panel, magic, command line): options plus the environment.
+
+        ``models`` defaults to ``$VID2VID_MODELS`` ("tiny" or unset); ``backend`` is the generator
+        name; every other option is a ``Vid2VidPipeline`` argument or a ``GenerationSettings`` field.
+        """
+        if backend is not None:
+            options["generator"] = backend
+        return cls(models=models_from_environment(models), **options)
 
     def _make_captioner(self, captioner: Union[str, BlipCaptioner, None]) -> BlipCaptioner:
         if captioner is not None and not isinstance(captioner, str):
@@ -147,6 +167,28 @@ class Vid2VidPipeline:
         return self._busy.locked()
 
     # -- models --------------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The name of the generator's backend ("diffusers", "modelscope", ...)."""
+        return str(getattr(self.generator, "backend", "custom"))
+
+    def set_backend(self, backend: str) -> None:
+        """Switch the text-to-video backend; its model loads on the next generate (the old one stays resident).
+
+        Refused (``BusyError``) while a run is in progress; a backend that cannot be used (a missing
+        extra) raises and leaves the current one in place.
+        """
+        from . import generation
+
+        with self._exclusive():
+            self.generator = generation.make_generator(backend, models=self.models, device=self.device,
+                                                       dtype=self.dtype)
+
+    @property
+    def runs_dir(self) -> Path:
+        """The folder that holds one folder per completed run."""
+        return self.store.runs_dir
+
     def preload(self) -> None:
         """Load both models now (otherwise they load on first use) and keep them resident."""
         self.captioner.load()
@@ -220,12 +262,10 @@ class Vid2VidPipeline:
             cancel.raise_if_cancelled()
         self._load_with_progress(self.captioner, on_progress)
         loaded_at = time.perf_counter()
-        caption = self._guard_oom(
-            lambda: self.captioner.caption_frames(
-                sampled.frames, sampled.timestamps, on_progress=on_progress, cancel=cancel
-            ),
-            "caption frames",
-        )
+        advice = out_of_memory_advice("captioning", ["the caption frames"], f"now {len(sampled.frames)}")
+        with out_of_memory_guard(advice):
+            caption = self.captioner.caption_frames(sampled.frames, sampled.timestamps, on_progress=on_progress,
+                                                    cancel=cancel)
         done = time.perf_counter()
         timings = {"sample_frames": sampled_at - started, "load_captioner": loaded_at - sampled_at,
                    "caption": done - loaded_at, "total": done - started}
@@ -261,9 +301,9 @@ class Vid2VidPipeline:
         started = time.perf_counter()
         self._load_with_progress(self.generator, on_progress)
         loaded_at = time.perf_counter()
-        result = self._guard_oom(
-            lambda: self.generator.generate(checked, on_progress=on_progress, cancel=cancel), "generate"
-        )
+        # Backends on GeneratorBase guard themselves with their own advice; this covers any other.
+        with out_of_memory_guard(generation_out_of_memory_advice(checked)):
+            result = self.generator.generate(checked, on_progress=on_progress, cancel=cancel)
         generated_at = time.perf_counter()
         notes = list(dict.fromkeys([*notices, *result.notes]))  # keep order, drop repeats
         run_dir = self.store.new_run_dir(result.settings.prompt)
@@ -334,22 +374,6 @@ class Vid2VidPipeline:
         model.load()
         reporter.step()
 
-    def _guard_oom(self, work, what: str):
-        """Turn CUDA out-of-memory from any backend into one readable error; models stay loaded."""
-        try:
-            return work()
-        except GPUOutOfMemoryError:
-            free_cuda_cache()
-            raise
-        except Exception as exc:
-            if type(exc).__name__ != "OutOfMemoryError":
-                raise
-            free_cuda_cache()
-            raise GPUOutOfMemoryError(
-                f"The GPU ran out of memory during {what}. Lower the frames, the size (height/width) "
-                "or the caption frames, then try again; the models are still loaded."
-            ) from exc
-
     @staticmethod
     def _input_reference(source: Union[PathLike, LoadedVideo, None]) -> Optional[Dict[str, Any]]:
         if source is None:
@@ -367,4 +391,21 @@ class Vid2VidPipeline:
         return reference
 
 
-__all__ = ["Vid2VidPipeline", "LoadedVideo", "CaptionResult", "RunResult"]
+def models_from_environment(models: Optional[str] = None) -> Optional[str]:
+    """The models choice: ``models`` when given, else ``$VID2VID_MODELS`` ("tiny"), else None (the real ones)."""
+    return models if models is not None else (os.environ.get(MODELS_ENV) or None)
+
+
+def split_options(options: Dict[str, Any], what: str = "pipeline") -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Sort UI options into pipeline arguments and ``GenerationSettings`` fields; unknown names are a TypeError."""
+    unknown = set(options) - set(PIPELINE_OPTIONS) - set(_SETTING_NAMES)
+    if unknown:
+        raise TypeError(f"Unknown {what} setting(s): {', '.join(sorted(unknown))}. Known: "
+                        f"{', '.join(PIPELINE_OPTIONS + _SETTING_NAMES)}.")
+    pipeline = {k: v for k, v in options.items() if k in PIPELINE_OPTIONS}
+    settings = {k: v for k, v in options.items() if k in _SETTING_NAMES}
+    return pipeline, settings
+
+
+__all__ = ["Vid2VidPipeline", "LoadedVideo", "CaptionResult", "RunResult", "models_from_environment",
+           "split_options", "DEFAULT_CAPTION_FRAMES", "DEFAULT_OUTPUT_DIR", "PIPELINE_OPTIONS"]

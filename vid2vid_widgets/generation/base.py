@@ -137,6 +137,14 @@ class Generator(Protocol):
         """Run ``settings`` (already ``checked()``) and return uint8 frames."""
 
 
+def generation_out_of_memory_advice(settings: GenerationSettings, also: Sequence[str] = ()) -> str:
+    """What to lower when generating ``settings`` ran out of GPU memory (``also``: backend-specific ways)."""
+    return out_of_memory_advice(
+        "generating", ["the frames", "the size", "the steps"],
+        f"now {settings.num_frames} frames of {settings.width}x{settings.height}, {settings.num_steps} steps", also,
+    )
+
+
 def truncation_note(what: str, max_tokens: int, cut: str) -> str:
     """The note when a prompt is longer than the text encoder reads; ``cut`` is what fell off."""
     label = "The caption" if what == "caption" else f"The {what}"
@@ -288,11 +296,7 @@ class GeneratorBase:
         return contextlib.nullcontext()
 
     def _out_of_memory_advice(self, settings: GenerationSettings) -> str:
-        return out_of_memory_advice(
-            "generating", ["the frames", "the size", "the steps"],
-            f"now {settings.num_frames} frames of {settings.width}x{settings.height}, {settings.num_steps} steps",
-            self._memory_tips(),
-        )
+        return generation_out_of_memory_advice(settings, self._memory_tips())
 
     def _memory_tips(self) -> List[str]:
         """Other ways to need less memory with this backend, for the out-of-memory message."""
@@ -380,4 +384,4 @@ class GeneratorBase:
 
 
 __all__ = ["GenerationSettings", "GeneratedFrames", "Generator", "GeneratorBase", "Sampler", "SCHEDULERS",
-           "MAX_SEED", "truncation_note"]
+           "MAX_SEED", "truncation_note", "generation_out_of_memory_advice"]

@@ -1,0 +1,89 @@
+"""The panel's Settings section: one widget whose ``value`` is a ``GenerationSettings``.
+
+Built from a ``GenerationSettings`` (the defaults shown) and read back as one (the prompt is the
+panel's caption box, so the form's value has an empty prompt: the panel fills it in). Caption frames
+and the backend sit in the same section because people look for them there, but they are not
+generation settings: the form exposes them as plain attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ipywidgets as widgets
+
+from ._compat import set_titles
+from .generation.base import SCHEDULERS, GenerationSettings
+
+_WIDE = {"description_width": "initial"}
+
+
+def _int_text(description: str, value: int, low: int, high: int) -> widgets.BoundedIntText:
+    return widgets.BoundedIntText(value=value, min=low, max=high, description=description, style=_WIDE,
+                                  layout=widgets.Layout(width="180px"))
+
+
+class SettingsForm(widgets.Accordion):
+    """Seed (or random), steps, frames, guidance, size, fps, negative prompt, scheduler; caption frames; backend.
+
+    ``value`` reads the widgets into a ``GenerationSettings`` (prompt left empty).
+    """
+
+    def __init__(self, settings: GenerationSettings, caption_frames: int, backend: str,
+                 backends: Sequence[str]) -> None:
+        s = settings
+        self.seed = widgets.IntText(value=s.seed or 0, description="Seed", style=_WIDE,
+                                    layout=widgets.Layout(width="200px"), disabled=s.seed is None)
+        self.random_seed = widgets.Checkbox(value=s.seed is None, description="random", indent=False,
+                                            layout=widgets.Layout(width="auto"))
+        self.steps = _int_text("Steps", s.num_steps, 1, 1000)
+        self.frames = _int_text("Frames", s.num_frames, 1, 512)
+        self.guidance = widgets.BoundedFloatText(value=s.guidance_scale, min=0.0, max=50.0, step=0.5,
+                                                 description="Guidance", style=_WIDE,
+                                                 layout=widgets.Layout(width="180px"))
+        # Plain IntText: a size that is not a multiple of 8 is corrected by the pipeline, with a note.
+        self.height = widgets.IntText(value=s.height, description="Height", style=_WIDE,
+                                      layout=widgets.Layout(width="180px"))
+        self.width = widgets.IntText(value=s.width, description="Width", style=_WIDE,
+                                     layout=widgets.Layout(width="180px"))
+        self.fps = _int_text("FPS", s.fps, 1, 120)
+        self.negative_prompt = widgets.Text(value=s.negative_prompt, description="Negative prompt", style=_WIDE,
+                                            placeholder="what the video should not show, e.g. blurry, text",
+                                            layout=widgets.Layout(width="100%"))
+        self.caption_frames = _int_text("Caption frames", caption_frames, 1, 64)
+        self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=s.scheduler, description="Scheduler",
+                                          style=_WIDE, layout=widgets.Layout(width="220px"))
+        self.backend = widgets.Dropdown(options=list(backends), value=backend, description="Backend",
+                                        style=_WIDE, layout=widgets.Layout(width="220px"))
+        self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
+        rows = [
+            widgets.HBox([self.seed, self.random_seed, self.steps, self.frames, self.guidance]),
+            widgets.HBox([self.height, self.width, self.fps, self.caption_frames]),
+            self.negative_prompt,
+            widgets.HBox([self.scheduler, self.backend]),
+        ]
+        super().__init__(children=[widgets.VBox(rows)], selected_index=None)
+        set_titles(self, ["Settings"])
+        self.add_class("vid2vid-settings")
+
+    @property
+    def value(self) -> GenerationSettings:
+        """The settings as shown (prompt empty: the caption box holds it)."""
+        return GenerationSettings(
+            negative_prompt=self.negative_prompt.value,
+            seed=None if self.random_seed.value else int(self.seed.value),
+            num_frames=int(self.frames.value),
+            num_steps=int(self.steps.value),
+            guidance_scale=float(self.guidance.value),
+            height=int(self.height.value),
+            width=int(self.width.value),
+            fps=int(self.fps.value),
+            scheduler=self.scheduler.value,
+        )
+
+    def keep_seed(self, seed: int) -> None:
+        """Show the seed a run used, so unticking "random" repeats that exact video."""
+        self.seed.value = int(seed)
+
+
+__all__ = ["SettingsForm"]
