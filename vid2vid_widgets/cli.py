@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import warnings
@@ -21,8 +20,10 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from . import __version__
+from ._options import (CAPTION_FRAMES_OPTION, MODEL_OPTIONS, SETTING_OPTIONS, add_options,
+                       pipeline_options_from_args, settings_from_args)
 from .errors import Vid2VidError
-from .generation import BACKENDS, SCHEDULERS
+from .pipeline import models_from_environment
 from .progress import Progress
 
 EXIT_ERROR = 1
@@ -55,33 +56,16 @@ class TqdmProgress:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("models and output")
-    group.add_argument("--models", choices=["tiny"], default=os.environ.get("VID2VID_MODELS") or None,
-                       help="'tiny': tiny random models for offline tries and tests (output is noise)")
-    group.add_argument("--backend", choices=list(BACKENDS), default="diffusers", help="text-to-video backend")
-    group.add_argument("--generator-model", metavar="ID_OR_DIR", help="model id or local folder for the backend")
-    group.add_argument("--captioner", metavar="ID_OR_DIR", help="BLIP model id or local folder")
-    group.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:1 or cpu")
-    group.add_argument("--output-dir", default="vid2vid-runs", help="where run folders go (default: %(default)s)")
-    group.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_options(parser, MODEL_OPTIONS, with_defaults=True, title="models and output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_caption_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--caption-frames", type=int, default=6, metavar="K",
-                        help="frames spread over the video to caption (default: %(default)s)")
+    CAPTION_FRAMES_OPTION.add_to(parser, with_default=True)
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("generation settings")
-    group.add_argument("--seed", type=int, help="random seed (default: a random one, recorded in run.json)")
-    group.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
-    group.add_argument("--frames", type=int, default=16, help="frames to generate (default: %(default)s)")
-    group.add_argument("--guidance", type=float, default=9.0, help="guidance scale (default: %(default)s)")
-    group.add_argument("--height", type=int, default=256, help="height in pixels (default: %(default)s)")
-    group.add_argument("--width", type=int, default=256, help="width in pixels (default: %(default)s)")
-    group.add_argument("--fps", type=int, default=8, help="frames per second of the output (default: %(default)s)")
-    group.add_argument("--negative", default="", metavar="TEXT", help="negative prompt: what to avoid")
-    group.add_argument("--scheduler", choices=list(SCHEDULERS), default="dpm++", help="sampler (default: %(default)s)")
+    add_options(parser, SETTING_OPTIONS, with_defaults=True, title="generation settings")
     parser.add_argument("-o", "--output", metavar="OUT.mp4", help="also copy the video here (never overwrites)")
 
 
@@ -111,22 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("history", help="list past runs in the output folder")
-    p.add_argument("--output-dir", default="vid2vid-runs", help="where run folders are (default: %(default)s)")
+    add_options(p, [o for o in MODEL_OPTIONS if o.dest == "output_dir"], with_defaults=True)
     return parser
-
-
-def _settings(args: argparse.Namespace) -> dict:
-    return dict(seed=args.seed, num_steps=args.steps, num_frames=args.frames, guidance_scale=args.guidance,
-                height=args.height, width=args.width, fps=args.fps, negative_prompt=args.negative,
-                scheduler=args.scheduler)
 
 
 def _pipeline(args: argparse.Namespace):
     from .pipeline import Vid2VidPipeline
 
-    return Vid2VidPipeline(captioner=args.captioner, generator=args.backend, generator_model=args.generator_model,
-                           models=args.models, device=args.device, output_dir=args.output_dir,
-                           caption_frames=getattr(args, "caption_frames", 6))
+    return Vid2VidPipeline.from_options(**pipeline_options_from_args(args))
 
 
 def _copy_output(result, output: Optional[str]) -> Optional[Path]:
@@ -162,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     progress = TqdmProgress(enabled=not getattr(args, "quiet", False))
     try:
         with warnings.catch_warnings():
-            if args.command != "history" and args.models == "tiny":
+            if args.command != "history" and models_from_environment(args.models) == "tiny":
                 warnings.simplefilter("ignore")  # tiny models: library chatter would drown the output
             if args.command == "history":
                 from .runs import RunStore
@@ -185,9 +161,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         print(f"  {t:7.2f} s  {text}", file=sys.stderr)
                 return 0
             if args.command == "generate":
-                result = pipeline.generate(args.prompt, on_progress=progress, **_settings(args))
+                result = pipeline.generate(args.prompt, on_progress=progress, **settings_from_args(args))
             else:
-                result = pipeline.run(args.video, prompt=args.prompt, on_progress=progress, **_settings(args))
+                result = pipeline.run(args.video, prompt=args.prompt, on_progress=progress, **settings_from_args(args))
             progress.close()
             _report_run(result, _copy_output(result, args.output))
             return 0

@@ -17,7 +17,7 @@ from typing import Any, List
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from .generation import BACKENDS, SCHEDULERS
+from ._options import CAPTION_FRAMES_OPTION, MODEL_OPTIONS, SETTING_OPTIONS, add_options
 
 PANEL_VARIABLE = "vid2vid_panel"
 
@@ -27,23 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="%vid2vid", add_help=True,
                                      description="Show the vid2vid panel, optionally with a video loaded.")
     parser.add_argument("path", nargs="?", help="a video file to load (e.g. /content/drive/MyDrive/clip.mp4)")
-    parser.add_argument("--seed", type=int, help="fixed seed (default: a random one each run)")
-    parser.add_argument("--steps", type=int, dest="num_steps", help="denoising steps")
-    parser.add_argument("--frames", type=int, dest="num_frames", help="frames to generate")
-    parser.add_argument("--guidance", type=float, dest="guidance_scale", help="guidance scale")
-    parser.add_argument("--height", type=int, help="height in pixels (multiple of 8)")
-    parser.add_argument("--width", type=int, help="width in pixels (multiple of 8)")
-    parser.add_argument("--fps", type=int, help="frames per second of the output")
-    parser.add_argument("--negative", dest="negative_prompt", help="what the video should not show")
-    parser.add_argument("--scheduler", choices=list(SCHEDULERS))
-    parser.add_argument("--caption-frames", type=int, dest="caption_frames", help="frames to caption")
-    parser.add_argument("--models", choices=["tiny"], help="'tiny': tiny random models (tests, offline demos)")
-    parser.add_argument("--backend", choices=list(BACKENDS), help="text-to-video backend")
-    parser.add_argument("--generator-model", dest="generator_model", metavar="ID_OR_DIR",
-                        help="model id or local folder for the backend")
-    parser.add_argument("--captioner", metavar="ID_OR_DIR", help="BLIP model id or local folder")
-    parser.add_argument("--device", help="auto (default), cuda or cpu")
-    parser.add_argument("--output-dir", dest="output_dir", help="where run folders go")
+    add_options(parser, SETTING_OPTIONS, with_defaults=False)
+    CAPTION_FRAMES_OPTION.add_to(parser, with_default=False)
+    add_options(parser, MODEL_OPTIONS, with_defaults=False)
     parser.add_argument("--no-autocaption", dest="autocaption", action="store_false",
                         help="do not caption a video as soon as it is loaded")
     return parser

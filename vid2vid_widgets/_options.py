@@ -1,0 +1,103 @@
+"""The command-line options of ``vid2vid`` and ``%vid2vid``, declared once.
+
+Each generation option names its ``GenerationSettings`` field, and its default is read from
+``GenerationSettings()`` and the pipeline's constants, so a changed default reaches the command
+line, the magic and the panel together. The magic declares the same options without defaults:
+there, whatever is not given is the panel's to decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence
+
+from .generation import BACKENDS, DEFAULT_BACKEND
+from .generation.base import SCHEDULERS, GenerationSettings
+from .pipeline import DEFAULT_CAPTION_FRAMES, DEFAULT_OUTPUT_DIR
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: its flag, the field or pipeline argument it sets, and its help."""
+
+    flag: str
+    dest: str
+    type: Any
+    help: str
+    default: Any = None
+    choices: Optional[Sequence[str]] = None
+    metavar: Optional[str] = None
+
+    def add_to(self, parser: Any, with_default: bool) -> None:
+        kwargs: Dict[str, Any] = {"dest": self.dest, "type": self.type, "choices": self.choices,
+                                  "metavar": self.metavar}
+        help_text = self.help
+        if with_default:
+            kwargs["default"] = self.default
+            if self.default not in (None, ""):
+                help_text += " (default: %(default)s)"
+        parser.add_argument(self.flag, help=help_text, **kwargs)
+
+
+_DEFAULTS = GenerationSettings()
+_FIELDS = {f.name for f in dataclasses.fields(GenerationSettings)}
+
+
+def _setting(flag: str, field: str, help: str, **extra: Any) -> Option:
+    assert field in _FIELDS, field  # a renamed field must fail here, at import, not in a user's terminal
+    value = getattr(_DEFAULTS, field)
+    kind = type(value) if value is not None else int
+    extra.setdefault("metavar", None if "choices" in extra else {int: "N", float: "X"}.get(kind, "TEXT"))
+    return Option(flag, field, kind, help, value, **extra)
+
+
+# Generation settings: every field of GenerationSettings except the prompt (a positional argument
+# or the caption).
+SETTING_OPTIONS = (
+    _setting("--seed", "seed", "random seed (default: a random one, recorded in run.json)"),
+    _setting("--steps", "num_steps", "denoising steps"),
+    _setting("--frames", "num_frames", "frames to generate"),
+    _setting("--guidance", "guidance_scale", "guidance scale"),
+    _setting("--height", "height", "height in pixels (a multiple of 8)", metavar="PX"),
+    _setting("--width", "width", "width in pixels (a multiple of 8)", metavar="PX"),
+    _setting("--fps", "fps", "frames per second of the output"),
+    _setting("--negative", "negative_prompt", "negative prompt: what the video should not show", metavar="TEXT"),
+    _setting("--scheduler", "scheduler", "sampler", choices=list(SCHEDULERS)),
+)
+CAPTION_FRAMES_OPTION = Option("--caption-frames", "caption_frames", int,
+                               "frames spread over the video to caption", DEFAULT_CAPTION_FRAMES, metavar="K")
+# Which models, where they run, where outputs go: Vid2VidPipeline.from_options arguments.
+MODEL_OPTIONS = (
+    Option("--models", "models", str, "'tiny': tiny random models for offline tries and tests (output is noise); "
+           "default: $VID2VID_MODELS or the real models", choices=["tiny"]),
+    Option("--backend", "backend", str, "text-to-video backend", DEFAULT_BACKEND, choices=list(BACKENDS)),
+    Option("--generator-model", "generator_model", str, "model id or local folder for the backend",
+           metavar="ID_OR_DIR"),
+    Option("--captioner", "captioner", str, "BLIP model id or local folder", metavar="ID_OR_DIR"),
+    Option("--device", "device", str, "auto (CUDA if present), cuda, cuda:1 or cpu", "auto"),
+    Option("--output-dir", "output_dir", str, "where run folders go", DEFAULT_OUTPUT_DIR, metavar="DIR"),
+)
+
+
+def add_options(parser: Any, options: Sequence[Option], with_defaults: bool, title: Optional[str] = None) -> None:
+    """Add ``options`` to an argparse parser (in a titled group when ``title`` is given)."""
+    target = parser.add_argument_group(title) if title else parser
+    for option in options:
+        option.add_to(target, with_defaults)
+
+
+def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """The GenerationSettings fields given on a command line (None: not given)."""
+    return {o.dest: getattr(args, o.dest) for o in SETTING_OPTIONS if getattr(args, o.dest, None) is not None}
+
+
+def pipeline_options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ``Vid2VidPipeline.from_options`` arguments given on a command line (None: not given)."""
+    names = [o.dest for o in MODEL_OPTIONS] + [CAPTION_FRAMES_OPTION.dest]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+__all__ = ["Option", "SETTING_OPTIONS", "MODEL_OPTIONS", "CAPTION_FRAMES_OPTION", "add_options",
+           "settings_from_args", "pipeline_options_from_args"]
