@@ -1,12 +1,41 @@
-"""Shared fixtures: real sample videos, tiny models built once per session, a clean registry."""
+"""Shared fixtures and helpers: real sample videos, tiny models built once per session, driving the panel."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from vid2vid_widgets import _compat
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+
+    from vid2vid_widgets.panel import Vid2VidPanel
+
+WAIT = 300  # seconds; generous for a loaded 2-core CI machine, the runs take a few seconds
+
+
+def finish(panel: Vid2VidPanel) -> None:
+    assert panel.wait(WAIT), "the panel's job did not finish"
+    assert not panel.busy
+
+
+def simulate_upload(upload: widgets.FileUpload, name: str, data: bytes) -> None:
+    """What the browser sends for one chosen file, in the installed ipywidgets' own format."""
+    if _compat.ipywidgets_major() >= 8:
+        # As the browser sends it (last_modified in ms): set_state runs the widget's own
+        # deserialiser, which turns it into the datetime that ``value`` holds on the Python side.
+        upload.set_state({"value": [{"name": name, "type": "video/mp4", "size": len(data), "last_modified": 0,
+                                     "content": memoryview(data)}]})
+    else:
+        # ipywidgets 7: the browser sends metadata, data (as binary buffers) and a bumped _counter
+        # in one message; set_state is how the kernel receives it.
+        upload.set_state({"metadata": [{"name": name, "type": "video/mp4", "size": len(data), "lastModified": 0}],
+                          "data": [memoryview(data)], "_counter": upload._counter + 1})
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_panel import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
+from conftest import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
 from vid2vid_widgets import _media, video
 from vid2vid_widgets.errors import InvalidSettingsError, InvalidVideoError
 from vid2vid_widgets.models import REGISTRY

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import vid2vid_widgets
-from test_panel import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
+from conftest import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
 from vid2vid_widgets import _media, oom, runs, video
 from vid2vid_widgets.errors import GPUOutOfMemoryError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from vid2vid_widgets.generation import make_generator

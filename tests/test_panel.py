@@ -19,18 +19,14 @@ from vid2vid_widgets.errors import MissingDependencyError
 from vid2vid_widgets.models import REGISTRY
 from vid2vid_widgets.panel import Vid2VidPanel
 
+from conftest import finish, simulate_upload  # shared test helpers live in conftest.py
+
 SMALL = dict(num_frames=4, num_steps=2, height=32, width=32, caption_frames=2)
-WAIT = 300  # seconds; generous for a loaded 2-core CI machine, the runs take a few seconds
 
 
 def make_panel(tmp_path: Path, **kwargs) -> Vid2VidPanel:
     options = {**SMALL, "output_dir": tmp_path / "out", **kwargs}
     return Vid2VidPanel(models="tiny", **options)
-
-
-def finish(panel: Vid2VidPanel) -> None:
-    assert panel.wait(WAIT), "the panel's job did not finish"
-    assert not panel.busy
 
 
 def walk(widget):
@@ -45,20 +41,6 @@ def classes(panel: Vid2VidPanel) -> set:
 
 def run_json(panel: Vid2VidPanel) -> dict:
     return json.loads((panel.last_result.run_dir / "run.json").read_text())
-
-
-def simulate_upload(upload: widgets.FileUpload, name: str, data: bytes) -> None:
-    """What the browser sends for one chosen file, in the installed ipywidgets' own format."""
-    if _compat.ipywidgets_major() >= 8:
-        # As the browser sends it (last_modified in ms): set_state runs the widget's own
-        # deserialiser, which turns it into the datetime that ``value`` holds on the Python side.
-        upload.set_state({"value": [{"name": name, "type": "video/mp4", "size": len(data), "last_modified": 0,
-                                     "content": memoryview(data)}]})
-    else:
-        # ipywidgets 7: the browser sends metadata, data (as binary buffers) and a bumped _counter
-        # in one message; set_state is how the kernel receives it.
-        upload.set_state({"metadata": [{"name": name, "type": "video/mp4", "size": len(data), "lastModified": 0}],
-                          "data": [memoryview(data)], "_counter": upload._counter + 1})
 
 
 # -- building and display ------------------------------------------------------------------------

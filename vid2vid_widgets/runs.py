@@ -10,7 +10,6 @@ Uploaded files are stored under ``<output_dir>/uploads/`` with sanitised, unique
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
@@ -28,7 +27,6 @@ from .errors import OutputNotWritableError, Vid2VidError
 RUN_FILE = "run.json"
 OUTPUT_FILE = "output.mp4"
 RUN_FORMAT = 1
-_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 
 
 def slugify(text: str, max_length: int = 40) -> str:
