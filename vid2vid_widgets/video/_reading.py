@@ -204,20 +204,15 @@ def _decode_packets(
             yield frame
 
 
-def _display_size(stored_w: int, stored_h: int, rotation: int, max_side: Optional[int]) -> tuple[int, int]:
-    """Stored-orientation (width, height) to scale to, so the upright result fits in ``max_side``."""
-    if not max_side or max(stored_w, stored_h) <= max_side:
-        return stored_w, stored_h
-    scale = max_side / max(stored_w, stored_h)
-    return max(1, int(round(stored_w * scale))), max(1, int(round(stored_h * scale)))
+def _to_rgb(frame: "av.VideoFrame", rotation: int, stored_size: tuple[int, int]) -> np.ndarray:
+    """Upright RGB uint8 (H, W, 3): swscale scales and converts in one pass, numpy turns it.
 
-
-def _to_rgb(frame: "av.VideoFrame", rotation: int, max_side: Optional[int]) -> np.ndarray:
-    """Upright RGB uint8 (H, W, 3): swscale scales and converts in one pass, numpy turns it."""
-    w, h = _display_size(frame.width, frame.height, rotation, max_side)
-    if (w, h) != (frame.width, frame.height) or frame.format.name != "rgb24":
+    ``stored_size`` is the (width, height) to scale to, in the orientation the file stores
+    (before the turn): the samplers and the preview each choose their own.
+    """
+    if stored_size != (frame.width, frame.height) or frame.format.name != "rgb24":
         # AREA averages the pixels it drops: no aliasing when a 4K frame becomes 384 px.
-        frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
+        frame = frame.reformat(width=stored_size[0], height=stored_size[1], format="rgb24", interpolation="AREA")
     rgb = frame.to_ndarray()
     if rotation:
         # np.rot90 turns counter-clockwise for positive k; players turn `rotation` clockwise.

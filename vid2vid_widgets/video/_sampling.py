@@ -139,6 +139,38 @@ class _Cursor:
         return self.on_screen if self.on_screen is not None else self.ahead
 
 
+def _display_size(stored_w: int, stored_h: int, max_side: Optional[int]) -> tuple[int, int]:
+    """Stored-orientation (width, height) to scale to, so the upright result fits in ``max_side``."""
+    if not max_side or max(stored_w, stored_h) <= max_side:
+        return stored_w, stored_h
+    scale = max_side / max(stored_w, stored_h)
+    return max(1, int(round(stored_w * scale))), max(1, int(round(stored_h * scale)))
+
+
+class _Picks:
+    """The frames kept for the targets so far, upright and scaled, with their times.
+
+    Both samplers walk the targets in order; when two targets land on the same frame (a short
+    video) it is kept once: duplicates would only make a captioner repeat itself.
+    """
+
+    def __init__(self, rotation: int, max_side: Optional[int]) -> None:
+        self._rotation = rotation
+        self._max_side = max_side
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+
+    def add(self, frame: "av.VideoFrame", t: float) -> None:
+        if self.times and abs(t - self.times[-1]) < 1e-6:
+            return  # the same frame as for the previous target
+        size = _display_size(frame.width, frame.height, self._max_side)
+        self.frames.append(_to_rgb(frame, self._rotation, size))
+        self.times.append(max(0.0, t))
+
+    def result(self, info: VideoInfo, decoded_frames: int) -> SampledFrames:
+        return SampledFrames(frames=self.frames, timestamps=self.times, info=info, decoded_frames=decoded_frames)
+
+
 def _sample_by_seeking(
     container: "av.container.InputContainer",
     stream: "av.VideoStream",
@@ -154,8 +186,7 @@ def _sample_by_seeking(
     continue_window = 1.0
     # A seek that lands this far after its target means the container's index cannot be trusted.
     overshoot = max(0.5, 2.0 / info.fps) if info.fps else 0.5
-    frames: list[np.ndarray] = []
-    times: list[float] = []
+    picks = _Picks(info.rotation, max_side)
     cursor: Optional[_Cursor] = None
     try:
         for target in targets:
@@ -180,23 +211,18 @@ def _sample_by_seeking(
             found = cursor.frame_at(target)
             if found is None:
                 return None
-            frame, t = found
-            if times and abs(t - times[-1]) < 1e-6:
-                continue  # the same frame as for the previous target: a short video
-            frames.append(_to_rgb(frame, info.rotation, max_side))
-            times.append(max(0.0, t))
+            picks.add(*found)
     except (_SeekFailed, *_READ_ERRORS):
         return None
-    if not frames:
+    if not picks.frames:
         return None
-    return SampledFrames(frames=frames, timestamps=times, info=info, decoded_frames=counter[0])
+    return picks.result(info, counter[0])
 
 
 def _sample_sequentially(path: Path, info: VideoInfo, targets: list[float], max_side: Optional[int]) -> SampledFrames:
     """Decode once from the start and keep the frame on screen at each target."""
     counter = [0]
-    frames: list[np.ndarray] = []
-    times: list[float] = []
+    picks = _Picks(info.rotation, max_side)
     with av.open(str(path), metadata_errors="replace") as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
@@ -216,11 +242,7 @@ def _sample_sequentially(path: Path, info: VideoInfo, targets: list[float], max_
             found = cursor.frame_at(target)
             if found is None:
                 break
-            frame, t = found
-            if times and abs(t - times[-1]) < 1e-6:
-                continue
-            frames.append(_to_rgb(frame, info.rotation, max_side))
-            times.append(max(0.0, t))
-    if not frames:
+            picks.add(*found)
+    if not picks.frames:
         raise InvalidVideoError(f"'{_name(path)}' gave no frames when decoded. {_FIX_INPUT}")
-    return SampledFrames(frames=frames, timestamps=times, info=info, decoded_frames=counter[0])
+    return picks.result(info, counter[0])
