@@ -18,6 +18,7 @@ import pytest
 import media as _media  # tests/media.py (tests/ is on sys.path: pytest's prepend mode)
 from vid2vid_widgets import video
 from vid2vid_widgets.errors import InvalidVideoError, OutputNotWritableError, Vid2VidError
+from vid2vid_widgets.pipeline import Vid2VidPipeline
 from vid2vid_widgets.video import SampledFrames, VideoInfo, encode_mp4, inspect_mp4, preview, probe, sample_frames
 
 
@@ -435,13 +436,17 @@ def test_preview_caps_frame_rate_and_length(media, tmp_path):
     assert short["frames"] == 15
 
 
-def test_preview_without_out_path_is_cached(media):
-    src = _media.make_test_video(media / "cache_me.mp4")
-    first = preview(src, max_side=32)
+def test_showing_the_same_video_again_reuses_its_preview(tmp_path):
+    # The one preview cache is the pipeline's: video.preview always writes where it is told.
+    pipe = Vid2VidPipeline(models="tiny", output_dir=tmp_path / "out")
+    src = _media.make_test_video(tmp_path / "cache_me.mp4")
+    first = pipe.preview(src, max_side=32)
     mtime = first.stat().st_mtime_ns
-    second = preview(src, max_side=32)
+    second = pipe.preview(src, max_side=32)
     assert second == first and second.stat().st_mtime_ns == mtime  # not re-encoded
-    assert preview(src, max_side=16) != first  # other settings, other file
+    assert pipe.preview(src, max_side=16) != first  # other settings, other file
+    _media.make_test_video(src, seconds=3)  # the same name, another video
+    assert pipe.preview(src, max_side=32) != first  # a changed file gets a new preview
 
 
 def test_inspect_sees_moov_at_the_end(bunny):

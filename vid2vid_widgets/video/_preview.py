@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
-import av
 import numpy as np
 
 from ..errors import InvalidVideoError
-from ._encoding import _is_write_error, _Mp4Writer, _not_writable
+from ._encoding import _Mp4Writer
 from ._probe import probe
-from ._reading import (
-    _FIX_INPUT,
-    _READ_ERRORS,
-    PathLike,
-    _decode_packets,
-    _ffmpeg_reason,
-    _frame_time,
-    _start_time,
-    _video_stream,
-)
+from ._reading import _FIX_INPUT, PathLike, _decode_packets, _frame_time, _reading, _start_time, _to_rgb, _video_stream
 
 # Browsers and the panel do not need more than this; higher rates only make previews bigger.
 PREVIEW_MAX_FPS = 30.0
@@ -36,18 +24,8 @@ PREVIEW_MAX_FPS = 30.0
 PREVIEW_MAX_KBPS = 600
 
 
-def _preview_cache_path(src: Path, max_side: int, max_seconds: Optional[float]) -> Path:
-    st = src.stat()
-    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{max_side}|{max_seconds}|{PREVIEW_MAX_KBPS}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "vid2vid-previews"
-    return folder / f"{src.stem[:40]}-{digest}.mp4"
-
-
-def preview(
-    path: PathLike, max_side: int = 480, max_seconds: Optional[float] = None, out_path: Optional[PathLike] = None
-) -> Path:
-    """A small H.264 copy of any readable video, for showing in a browser.
+def preview(path: PathLike, max_side: int = 480, max_seconds: Optional[float] = None, *, out_path: PathLike) -> Path:
+    """A small H.264 copy of any readable video at ``out_path``, for showing in a browser.
 
     The panel's Video widget sends its whole value to the browser, and browsers cannot play MOV,
     MKV, AVI, HEVC, 10-bit or GIF inputs reliably: so the input is decoded once, turned upright,
@@ -55,27 +33,24 @@ def preview(
     ``PREVIEW_MAX_KBPS`` (so its size follows its length, not the input's bitrate) and re-encoded fast.
     Sound is dropped (the panel only shows pictures). ``max_seconds`` keeps only the beginning.
 
-    Without ``out_path`` the preview is cached in the temp folder, keyed by the file's path,
-    size and modification time, so showing the same video again is instant.
+    ``out_path`` is required and always written: caching previews is the caller's business
+    (``Vid2VidPipeline.preview`` keeps one per input file in the output folder).
     """
     if max_side < 2:
         raise ValueError(f"max_side must be at least 2, got {max_side}")
     info = probe(path)
-    src = Path(info.path)
-    dest = Path(os.fspath(out_path)).expanduser() if out_path is not None else _preview_cache_path(src, max_side, max_seconds)
-    if out_path is None and dest.exists():
-        return dest
+    dest = Path(os.fspath(out_path)).expanduser()
 
     out_fps = min(info.fps, PREVIEW_MAX_FPS) if info.fps > 0 else PREVIEW_MAX_FPS
     # Output size in the upright orientation, scaled to fit and rounded to even sides.
     scale = min(1.0, max_side / max(info.width, info.height))
     out_w = max(2, int(round(info.width * scale / 2)) * 2)
     out_h = max(2, int(round(info.height * scale / 2)) * 2)
-    stored_w, stored_h = (out_h, out_w) if info.rotation in (90, 270) else (out_w, out_h)
+    stored_size = (out_h, out_w) if info.rotation in (90, 270) else (out_w, out_h)
 
     writer = _Mp4Writer(dest, out_fps, out_w, out_h, preset="veryfast", crf=26, max_kbps=PREVIEW_MAX_KBPS)
     try:
-        with av.open(str(src), metadata_errors="replace") as container:
+        with _reading(info.path, "decoded") as (src, container):
             stream = _video_stream(container, src)
             stream.thread_type = "AUTO"
             start = _start_time(stream, container)
@@ -92,27 +67,14 @@ def preview(
                     writer.write(previous)
                     slot += 1
                 if slot <= math.floor(t * out_fps + 1e-6) or previous is None:
-                    if (frame.width, frame.height) != (stored_w, stored_h) or frame.format.name != "rgb24":
-                        frame = frame.reformat(width=stored_w, height=stored_h, format="rgb24", interpolation="AREA")
-                    rgb = frame.to_ndarray()
-                    if info.rotation:
-                        rgb = np.ascontiguousarray(np.rot90(rgb, k=-(info.rotation // 90)))
+                    rgb = _to_rgb(frame, info.rotation, stored_size)
                     if previous is None and slot < math.floor(t * out_fps + 1e-6):
                         slot = math.floor(t * out_fps + 1e-6)  # video starts late: no black lead-in
                     previous = rgb
-            if previous is not None:
-                writer.write(previous)
-            else:
+            if previous is None:
                 raise InvalidVideoError(f"'{src.name}' gave no frames when decoded. {_FIX_INPUT}")
+            writer.write(previous)
         return writer.close()
-    except InvalidVideoError:
-        writer.abort()
-        raise
-    except _READ_ERRORS as exc:
-        writer.abort()
-        if _is_write_error(exc) and not isinstance(exc, av.error.FFmpegError):
-            raise _not_writable(dest, exc) from exc  # type: ignore[arg-type]
-        raise InvalidVideoError(f"'{src.name}' could not be decoded ({_ffmpeg_reason(exc)}). {_FIX_INPUT}") from exc
     except BaseException:
-        writer.abort()
+        writer.abort()  # no half-written preview left behind, whatever went wrong
         raise
