@@ -16,9 +16,14 @@ from typing import Optional, Sequence, Union, overload
 
 import av
 import numpy as np
+from av.codec.codec import UnknownCodecError
 
 from ..errors import OutputNotWritableError, Vid2VidError
 from ._reading import _READ_ERRORS, PathLike, _ffmpeg_reason
+
+# Opening the writer can also meet PyAV's UnknownCodecError: a plain ValueError, raised by
+# add_stream when this FFmpeg build has no libx264. It is FFmpeg refusing, not a bug of ours.
+_OPEN_ERRORS = (*_READ_ERRORS, UnknownCodecError)
 
 FramesLike = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -146,7 +151,7 @@ class _Mp4Writer:
             self.abort()
             if _is_write_error(exc):
                 raise _not_writable(path, exc) from exc  # type: ignore[arg-type]
-            if isinstance(exc, _READ_ERRORS):
+            if isinstance(exc, _OPEN_ERRORS):
                 raise Vid2VidError(f"Could not start writing '{path.name}' ({_ffmpeg_reason(exc)}).") from exc
             raise
 

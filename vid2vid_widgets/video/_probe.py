@@ -168,15 +168,14 @@ def _truncated_message(path: Path) -> str:
 
 def _check_index_within_file(path: Path, stream: "av.VideoStream") -> None:
     """MP4/MOV (and AVI) keep a byte offset for every frame: if the last lies past the end, the file was cut."""
-    try:
-        entries = stream.index_entries
-        n = len(entries)
-        if n == 0:
-            return
-        # The last few entries, not just the last: B-frame reordering can interleave positions.
-        last_end = max(entries[i].pos + entries[i].size for i in range(max(0, n - 8), n))
-    except _READ_ERRORS:
+    # Reading the index is memory access only: PyAV raises IndexError just for an index past its
+    # length, which is never asked for here.
+    entries = stream.index_entries
+    n = len(entries)
+    if n == 0:
         return
+    # The last few entries, not just the last: B-frame reordering can interleave positions.
+    last_end = max(entries[i].pos + entries[i].size for i in range(max(0, n - 8), n))
     if last_end > path.stat().st_size:
         raise InvalidVideoError(_truncated_message(path))
 
@@ -190,11 +189,8 @@ def _check_not_truncated(
     until a frame at or after that point appears. The margin is wide on purpose: a file whose
     sound runs a little longer than its pictures must not be rejected.
     """
-    try:
-        if len(stream.index_entries) > 0 and container.format.name.startswith("mov"):
-            return  # MP4/MOV: every frame is indexed, _check_index_within_file has decided
-    except _READ_ERRORS:
-        pass
+    if len(stream.index_entries) > 0 and container.format.name.startswith("mov"):
+        return  # MP4/MOV: every frame is indexed, _check_index_within_file has decided
     if duration <= 0 or not _seekable(container):
         return
     frame_duration = 1.0 / float(stream.average_rate) if stream.average_rate else 0.1

@@ -20,9 +20,17 @@ from ..errors import InvalidVideoError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# What FFmpeg/PyAV raise when a file is not what it claims to be. FFmpegError covers every av.error.*;
-# some of them (av.error.ExternalError, InvalidDataError...) are not OSError subclasses.
-_READ_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError, RuntimeError, MemoryError)
+# What reading a file that is not what it claims to be raises; everything else is a bug and must
+# surface (not become "fall back to decoding in order" or "could not be decoded").
+# - av.error.FFmpegError: every av.error.* (InvalidDataError, which is also a ValueError; EOFError,
+#   MemoryError and the OSError family, which are also those builtins; ExternalError, ...). It is
+#   what the test suite's truncated, moov-less, junk, audio-only, VFR and GIF files raise (always
+#   InvalidDataError, from av.open or packet.decode).
+# - OSError: the file itself failing under us (stat, reading its MP4 boxes; a disk going away).
+# - MemoryError: PyAV raises the builtin one when an allocation fails in demux or decode.
+# Not ValueError, IndexError or RuntimeError: PyAV raises those for misuse (wrong arguments, a codec
+# already open), not for bad files.
+_READ_ERRORS = (av.error.FFmpegError, OSError, MemoryError)
 
 # How many packets may fail to give a frame before we call a stream undecodable. H.264 with
 # B-frames needs a few packets before the first frame; a broken stream never gives one.
@@ -143,12 +151,8 @@ def _rotation_cw(frame: Optional["av.VideoFrame"], stream: "av.VideoStream") -> 
     ``frame.rotation`` reads it counter-clockwise, so the clockwise turn is its negation. Old
     files may carry only the legacy ``rotate`` tag (clockwise already).
     """
-    ccw = 0
-    if frame is not None:
-        try:
-            ccw = int(round(frame.rotation))
-        except _READ_ERRORS:
-            ccw = 0
+    # No try: frame.rotation only reads the frame's side data, and does not raise.
+    ccw = int(round(frame.rotation)) if frame is not None else 0
     if ccw:
         cw = -ccw
     else:

@@ -90,15 +90,11 @@ def _targets(info: VideoInfo, k: int) -> list[float]:
 
 def _keyframe_times(stream: "av.VideoStream", start: float) -> Optional[list[float]]:
     """Keyframe times from the container's index (MP4 has all of them), or None if unknown."""
-    try:
-        entries = stream.index_entries
-        n = len(entries)
-        if n == 0:
-            return None
-        tb = stream.time_base
-        return sorted(float(e.timestamp * tb) - start for e in entries if e.is_keyframe)
-    except _READ_ERRORS:
+    entries = stream.index_entries  # the demuxer's index, in memory: reading it does not fail
+    if len(entries) == 0:
         return None
+    tb = stream.time_base
+    return sorted(float(e.timestamp * tb) - start for e in entries if e.is_keyframe)
 
 
 class _SeekFailed(Exception):
