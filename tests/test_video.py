@@ -8,7 +8,6 @@ written file is decoded back with inspect_mp4, never trusted from its header.
 from __future__ import annotations
 
 import errno
-import time
 from pathlib import Path
 
 import av
@@ -173,15 +172,12 @@ def test_sample_seeks_instead_of_decoding_everything(media):
     path = _media.make_long_video(media / "long.mp4", seconds=1800, size=(32, 24), fps=8)
     info = probe(path)
     assert info.frame_count == 14400 and info.duration == pytest.approx(1800)
-    started = time.perf_counter()
     got = sample_frames(path, 8)
-    elapsed = time.perf_counter() - started
     assert len(got) == 8
     expected = [(i + 0.5) * 1800 / 8 for i in range(8)]
     assert got.timestamps == pytest.approx(expected, abs=0.2)
     # At most one GOP (16 frames) per sample, not 14,400.
     assert got.decoded_frames <= 8 * 17, got.decoded_frames
-    assert elapsed < 2.0
 
 
 def test_sample_mkv_without_full_index_still_seeks(media):
