@@ -13,8 +13,8 @@ Public functions (split by job into small private modules; import them from here
   (``_sampling``)
 - ``encode_mp4(frames, fps, path)``: H.264 High, yuv420p, +faststart, even sides, written
   atomically. (``_encoding``)
-- ``preview(path)``: a small browser-playable copy of any input, for the panel's Video widget.
-  (``_preview``)
+- ``preview(path, out_path=...)``: a small browser-playable copy of any input, for the panel's
+  Video widget; it does not cache (``Vid2VidPipeline.preview`` does). (``_preview``)
 - ``inspect_mp4(path)``: what a written file really contains (for tests and sanity checks).
   (``_inspect``)
 

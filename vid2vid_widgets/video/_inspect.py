@@ -6,6 +6,7 @@ import av
 
 from ._reading import PathLike, _decode_packets, _reading, _rotation_cw, _top_level_boxes, _video_stream
 
+
 def inspect_mp4(path: PathLike) -> dict:
     """What a written file really contains, found by decoding it (not by trusting its header).
 

@@ -29,6 +29,7 @@ from ._reading import (
     _video_stream,
 )
 
+
 @dataclass
 class SampledFrames:
     """Frames picked from a video for captioning.
