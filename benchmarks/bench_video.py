@@ -1,4 +1,4 @@
-"""How fast video.py samples and encodes, against the obvious alternatives, in one run.
+"""How fast vid2vid_widgets.video samples and encodes, against the obvious alternatives, in one run.
 
     python benchmarks/bench_video.py           # 10 s, 1 min and 10 min 1280x720 H.264
     python benchmarks/bench_video.py --quick   # skip the 10-minute video
@@ -25,7 +25,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vid2vid_widgets import _media, video
+# The test-video maker lives with the tests (tests/media.py), outside the wheel: put that folder on
+# the path so this script runs from a checkout without pytest.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import media as _media  # noqa: E402  (needs the path above)
+
+from vid2vid_widgets import video  # noqa: E402
 
 
 

@@ -1,6 +1,6 @@
 """Issue 8, part 1: strange inputs in front of a class. Each gets a clear message; nothing else changes.
 
-Every input file is real (made with FFmpeg through ``_media``), built once per module and small. Each
+Every input file is real (made with FFmpeg through ``tests/media.py``), built once per module and small. Each
 case goes through the pipeline (``load_video``, ``caption``) and through the panel (path box or
 upload), and then the panel must still work: a good video generates, earlier runs are byte-for-byte
 as they were. test_video.py checks the same files at the ``probe``/``sample_frames`` level; this file
@@ -12,14 +12,14 @@ from __future__ import annotations
 import html
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
-from vid2vid_widgets import _media, video
+import media as _media  # tests/media.py
+from vid2vid_widgets import video
 from vid2vid_widgets.errors import InvalidSettingsError, InvalidVideoError
 from vid2vid_widgets.models import REGISTRY
 from vid2vid_widgets.panel import Vid2VidPanel
@@ -89,6 +89,24 @@ def odd_inputs(media) -> dict:
         "thirty_minutes.mp4": (_media.make_long_video(media / "thirty_minutes.mp4", seconds=1800, size=(32, 24),
                                                       fps=8), 32, 24, "h264"),
     }
+
+
+@pytest.fixture
+def sampled(monkeypatch) -> list:
+    """Every ``SampledFrames`` the pipeline gets from ``video.sample_frames``, to count decoded frames."""
+    real_sample_frames, seen = video.sample_frames, []
+
+    def sample_and_keep(*args, **kwargs):
+        seen.append(real_sample_frames(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(video, "sample_frames", sample_and_keep)
+    return seen
+
+
+def assert_sampling_seeks(got: "video.SampledFrames") -> None:
+    """At most about one GOP (16 frames here) decoded per frame kept, whatever the video's length."""
+    assert got.decoded_frames <= len(got) * 17, (got.decoded_frames, got.info.frame_count)
 
 
 @pytest.fixture(scope="module")
@@ -185,32 +203,27 @@ ODD = ["single_frame.mp4", "two_by_two.mp4", "uhd.mp4", "hevc.mp4", "vp9.webm", 
 
 
 @pytest.mark.parametrize("name", ODD)
-def test_unusual_video_through_the_pipeline_is_captioned_upright_and_small(pipe, odd_inputs, name):
+def test_unusual_video_through_the_pipeline_is_captioned_upright_and_small(pipe, odd_inputs, sampled, name):
     path, width, height, codec = odd_inputs[name]
     loaded = pipe.load_video(path)
     assert (loaded.info.width, loaded.info.height, loaded.info.codec) == (width, height, codec)
-    started = time.perf_counter()
     result = pipe.caption(loaded)
-    took = time.perf_counter() - started
     assert result.caption.text.strip() and len(result.caption.per_frame) == len(result.frames) >= 1
     for frame in result.frames:
         h, w = frame.shape[:2]
         # Upright (portrait stays portrait) and never decoded at 4K size for BLIP.
         assert (w >= h) == (width >= height) and max(w, h) <= CAPTION_MAX_SIDE and frame.dtype == np.uint8
     # Sampling seeks: 30 minutes cost about what 2 seconds do.
-    assert result.timings["sample_frames"] < 3.0, result.timings
-    assert took < 30
+    assert_sampling_seeks(sampled[-1])
 
 
 @pytest.mark.parametrize("name", ODD)
-def test_unusual_video_in_the_panel_plays_captions_and_generates(tmp_path, odd_inputs, name):
+def test_unusual_video_in_the_panel_plays_captions_and_generates(tmp_path, odd_inputs, sampled, name):
     path, width, height, _ = odd_inputs[name]
     panel = panel_in(tmp_path / "out")
-    started = time.perf_counter()
     panel.path_text.value = str(path)
     panel.load_button.click()
     finish(panel)
-    took = time.perf_counter() - started
     assert panel.error.value == "", panel.error.value
     assert f"{width}x{height}" in panel.info.value and panel.caption_text.value.strip()
     facts = preview_facts(panel, tmp_path)
@@ -222,7 +235,7 @@ def test_unusual_video_in_the_panel_plays_captions_and_generates(tmp_path, odd_i
     assert facts["duration"] <= PREVIEW_SECONDS + 1
     if name == "thirty_minutes.mp4":
         assert "shows the first 1:00" in panel.info.value
-        assert took < 10, f"loading a 30-minute video took {took:.1f} s"
+        assert_sampling_seeks(sampled[-1])  # and its caption did not decode all 14,400 frames
     generate_works(panel, [])
 
 
@@ -234,17 +247,14 @@ def test_a_file_over_100_mb_in_the_path_box_loads_with_a_small_preview(tmp_path)
     try:
         assert big.stat().st_size > 100 * 1024 * 1024
         panel = panel_in(tmp_path / "out")
-        started = time.perf_counter()
         panel.path_text.value = str(big)
         panel.load_button.click()
         finish(panel)
-        took = time.perf_counter() - started
         assert panel.error.value == "" and "640x480" in panel.info.value and panel.caption_text.value.strip()
         # The browser gets a few MB (Jupyter drops widget messages over 10 MiB), not the file.
         assert len(panel.input_video.value) < 4 * 1024 * 1024, len(panel.input_video.value)
         assert preview_facts(panel, tmp_path)["codec"] == "h264"
         assert panel.loaded.path == big  # read where it is: not copied into the output folder
-        assert took < 120, f"loading took {took:.0f} s"
     finally:
         big.unlink(missing_ok=True)
 

@@ -27,7 +27,8 @@ import torch
 
 import vid2vid_widgets
 from conftest import finish, simulate_upload  # tests/ is on sys.path (pytest's prepend mode)
-from vid2vid_widgets import _media, oom, runs, video
+import media as _media  # tests/media.py
+from vid2vid_widgets import oom, runs, video
 from vid2vid_widgets.errors import GPUOutOfMemoryError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from vid2vid_widgets.generation import make_generator
 from vid2vid_widgets.models import REGISTRY
@@ -169,7 +170,7 @@ def test_out_of_memory_in_the_panel_says_what_to_lower_and_the_next_click_works(
 # -- output folder not writable, disk full ------------------------------------------------------
 
 def _disk_full_in_the_encoder(monkeypatch):
-    real_mux, calls = video._mux, [0]
+    real_mux, calls = video._encoding._mux, [0]
 
     def mux_until_full(container, packets):
         calls[0] += 1
@@ -177,14 +178,14 @@ def _disk_full_in_the_encoder(monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_mux(container, packets)
 
-    monkeypatch.setattr(video, "_mux", mux_until_full)
+    monkeypatch.setattr(video._encoding, "_mux", mux_until_full)
 
 
 def _permission_denied_in_the_run_folder(monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(video.tempfile, "mkstemp", deny)  # where encode_mp4 opens its file
+    monkeypatch.setattr(video._encoding.tempfile, "mkstemp", deny)  # where encode_mp4 opens its file
 
 
 def _disk_full_at_run_json(monkeypatch):
@@ -296,14 +297,14 @@ CHILD = textwrap.dedent("""
         reached.wait()
         time.sleep(600)  # the parent kills us here
 
-    real_mux, calls = video._mux, [0]
+    real_mux, calls = video._encoding._mux, [0]
     def slow_mux(container, packets):
         real_mux(container, packets)
         if threading.current_thread().name == "encoding":
             calls[0] += 1
             if calls[0] == 2:  # a partial mp4 is on disk, inside the run folder
                 stop_here()
-    video._mux = slow_mux
+    video._encoding._mux = slow_mux
     runs.write_json_atomic = stop_here  # output.mp4 complete, run.json not written
 
     def run(words):

@@ -1,6 +1,6 @@
-"""_media.py makes the inputs every other test trusts: check they are what they claim to be.
+"""media.py makes the inputs every other test trusts: check they are what they claim to be.
 
-Read back with PyAV directly (not through video.py), so a bug in video.py cannot hide a bug here.
+Read back with PyAV directly (not through vid2vid_widgets.video), so a bug there cannot hide a bug here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from vid2vid_widgets import _media
+import media as _media  # tests/media.py (tests/ is on sys.path: pytest's prepend mode)
 
 
 def _read(path):

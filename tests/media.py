@@ -1,14 +1,14 @@
-"""Real, encoded test videos made on the spot (private; for tests and benchmarks).
+"""Real, encoded test videos made on the spot (for tests and benchmarks; not part of the wheel).
 
 Tests must not depend on files nobody can regenerate, and must not fake decoding: every helper
 here writes a genuine file through FFmpeg (PyAV), with the same codecs, containers and metadata
 that people actually upload (phone rotation, variable frame rate, HEVC, VP9, GIF, 10-bit, odd
-sizes, audio-only, very long files). ``video.py`` stays the only *product* code that touches
-video; this module exists so that every engineer's tests can make inputs the same way.
+sizes, audio-only, very long files). ``vid2vid_widgets.video`` stays the only *product* code that
+touches video; this module exists so that every engineer's tests can make inputs the same way.
 
-Typical use::
+Typical use (tests/ is on sys.path under pytest; benchmarks add it themselves)::
 
-    from vid2vid_widgets._media import make_test_video, benchmark_video
+    from media import make_test_video, benchmark_video
     path = make_test_video(tmp_path / "phone.mp4", size=(64, 48), rotation=90)
 """
 
