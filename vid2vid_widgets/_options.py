@@ -45,10 +45,10 @@ _DEFAULTS = GenerationSettings()
 _FIELDS = {f.name for f in dataclasses.fields(GenerationSettings)}
 
 
-def _setting(flag: str, field: str, help: str, **extra: Any) -> Option:
+def _setting(flag: str, field: str, help: str, kind: Any = None, **extra: Any) -> Option:
     assert field in _FIELDS, field  # a renamed field must fail here, at import, not in a user's terminal
-    value = getattr(_DEFAULTS, field)
-    kind = type(value) if value is not None else int
+    value = extra.pop("default", getattr(_DEFAULTS, field))
+    kind = kind or type(getattr(_DEFAULTS, field))
     extra.setdefault("metavar", None if "choices" in extra else {int: "N", float: "X"}.get(kind, "TEXT"))
     return Option(flag, field, kind, help, value, **extra)
 
@@ -56,15 +56,23 @@ def _setting(flag: str, field: str, help: str, **extra: Any) -> Option:
 # Generation settings: every field of GenerationSettings except the prompt (a positional argument
 # or the caption).
 SETTING_OPTIONS = (
-    _setting("--seed", "seed", "random seed (default: a random one, recorded in run.json)"),
+    _setting("--seed", "seed", "random seed (default: a random one, recorded in run.json)", int),
     _setting("--steps", "num_steps", "denoising steps"),
     _setting("--frames", "num_frames", "frames to generate"),
     _setting("--guidance", "guidance_scale", "guidance scale"),
-    _setting("--height", "height", "height in pixels (a multiple of 8)", metavar="PX"),
-    _setting("--width", "width", "width in pixels (a multiple of 8)", metavar="PX"),
+    # No default shown: 256x256, or the input's aspect ratio at about as many pixels when following it.
+    _setting("--height", "height", "height in pixels, a multiple of 8 (default: 256, or the input's aspect "
+             "ratio when following it)", metavar="PX", default=None),
+    _setting("--width", "width", "width in pixels, a multiple of 8 (default: 256, or the input's aspect ratio "
+             "when following it)", metavar="PX", default=None),
     _setting("--fps", "fps", "frames per second of the output"),
     _setting("--negative", "negative_prompt", "negative prompt: what the video should not show", metavar="TEXT"),
     _setting("--scheduler", "scheduler", "sampler", choices=list(SCHEDULERS)),
+    _setting("--strength", "strength", "follow the input video: 1 makes the video from the words alone, lower "
+             "keeps more of the input's motion and layout (0.6 is a good start; needs a VIDEO)"),
+    _setting("--start", "start", "second of the input where the followed part starts", metavar="S"),
+    _setting("--window", "window", "seconds of the input to follow (default: as long as the output lasts)",
+             float, metavar="S"),
 )
 CAPTION_FRAMES_OPTION = Option("--caption-frames", "caption_frames", int,
                                "frames spread over the video to caption", DEFAULT_CAPTION_FRAMES, metavar="K")

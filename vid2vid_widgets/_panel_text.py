@@ -106,8 +106,11 @@ def run_summary(data: dict) -> str:
     s = data.get("settings", {})
     prompt = s.get("prompt", "")
     shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
-    return (f"“{shown}” · seed {s.get('seed')} · {s.get('num_frames')} frames · {s.get('num_steps')} steps"
-            f" · {s.get('width')}x{s.get('height')} · guidance {s.get('guidance_scale')}")
+    summary = (f"“{shown}” · seed {s.get('seed')} · {s.get('num_frames')} frames · {s.get('num_steps')} steps"
+               f" · {s.get('width')}x{s.get('height')} · guidance {s.get('guidance_scale')}")
+    if s.get("strength", 1.0) < 1.0:
+        summary += f" · follows the input at {s['strength']:g} from {s.get('start', 0):g} s"
+    return summary
 
 
 def download_html(path: Path, label: str = "Download") -> str:

@@ -26,7 +26,8 @@ def _int_text(description: str, value: int, low: int, high: int) -> widgets.Boun
 class SettingsForm(widgets.Accordion):
     """Seed (or random), steps, frames, guidance, size, fps, negative prompt, scheduler; caption frames; backend.
 
-    ``value`` reads the widgets into a ``GenerationSettings`` (prompt left empty).
+    ``value`` reads the widgets into a ``GenerationSettings`` (prompt left empty). The strength slider
+    and the start of the input window are in ``follow_row``, for the panel to show beside the caption.
     """
 
     def __init__(self, settings: GenerationSettings, caption_frames: int, backend: str,
@@ -55,6 +56,19 @@ class SettingsForm(widgets.Accordion):
                                           style=_WIDE, layout=widgets.Layout(width="220px"))
         self.backend = widgets.Dropdown(options=list(backends), value=backend, description="Backend",
                                         style=_WIDE, layout=widgets.Layout(width="220px"))
+        # Video-to-video: shown in the panel's main area (``follow_row``), not in the folded section.
+        self.strength = widgets.FloatSlider(value=s.strength, min=0.0, max=1.0, step=0.05, readout_format=".2f",
+                                            description="Follow the input video", style=_WIDE, continuous_update=False,
+                                            layout=widgets.Layout(width="360px"))
+        self.strength.add_class("vid2vid-strength")
+        self.start = widgets.BoundedFloatText(value=s.start, min=0.0, max=10**7, step=0.5, description="from second",
+                                              style=_WIDE, layout=widgets.Layout(width="160px"))
+        self.start.add_class("vid2vid-start")
+        self._window = s.window  # no widget: as long as the output lasts, unless set in code
+        follow_help = widgets.HTML("<small>1 = from the words alone; lower keeps more of your video's motion and "
+                                   "layout (0.6 is a good start)</small>")
+        self.follow_row = widgets.HBox([self.strength, self.start, follow_help],
+                                       layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
         self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
         rows = [
             widgets.HBox([self.seed, self.random_seed, self.steps, self.frames, self.guidance]),
@@ -79,6 +93,9 @@ class SettingsForm(widgets.Accordion):
             width=int(self.width.value),
             fps=int(self.fps.value),
             scheduler=self.scheduler.value,
+            strength=float(self.strength.value),
+            start=float(self.start.value),
+            window=self._window,
         )
 
     def keep_seed(self, seed: int) -> None:

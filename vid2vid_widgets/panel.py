@@ -172,6 +172,7 @@ class Vid2VidPanel(widgets.VBox):
         self.guidance, self.height, self.width, self.fps = form.guidance, form.height, form.width, form.fps
         self.negative_prompt, self.caption_frames = form.negative_prompt, form.caption_frames
         self.scheduler, self.backend = form.scheduler, form.backend
+        self.strength, self.start = form.strength, form.start
 
     def _build_history(self) -> None:
         self.history = HistoryList(self.show_run, "vid2vid-history")
@@ -196,6 +197,7 @@ class Vid2VidPanel(widgets.VBox):
                          layout=widgets.Layout(width="100%")),
             self.caption_text,
             widgets.HBox([self.frame_captions, self.use_frame_caption]),
+            self.settings_form.follow_row,
             widgets.HBox([self.caption_button, self.generate_button, self.cancel_button, self.progress,
                           self.progress_label], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
             self.status,
@@ -270,7 +272,11 @@ class Vid2VidPanel(widgets.VBox):
             # Refuse at the click, before a job starts: no busy buttons, no model loading, nothing
             # half-started for a caption of only spaces. The pipeline checks again; this is for the person.
             try:
-                self._settings().checked()
+                settings, _ = self._settings().checked()
+                if settings.follows_input and self.loaded is None:
+                    raise InvalidSettingsError(
+                        "“Follow the input video” is below 1, but no video is loaded: load one (upload or path), "
+                        "or move the slider to 1 to make the video from the words alone.")
             except InvalidSettingsError as exc:
                 self.last_error = exc
                 self._show_error(str(exc))

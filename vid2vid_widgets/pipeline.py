@@ -25,7 +25,7 @@ from ._compat import CPU_WARNING, resolve_device
 from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
 from .errors import BusyError, InvalidSettingsError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from .generation import make_generator
-from .generation.base import GenerationSettings, Generator, generation_out_of_memory_advice
+from .generation.base import GenerationSettings, Generator, generation_out_of_memory_advice, size_for_aspect
 from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, ProgressCallback, StepReporter
 from .runs import OUTPUT_FILE, RunRecord, RunStore, file_digest
@@ -298,12 +298,30 @@ class Vid2VidPipeline:
         if prompt is not None:
             overrides["prompt"] = prompt
         checked, notices = base.replace(**overrides).checked()
+        if checked.follows_input and source is None:
+            raise InvalidSettingsError(
+                f"strength {checked.strength:g} follows an input video, but none was given: pass one "
+                "(source=... in Python, vid2vid run VIDEO on the command line, or load a video in the panel), "
+                "or set strength to 1 to make the video from the words alone."
+            )
         started = time.perf_counter()
         self._load_with_progress(self.generator, on_progress)
         loaded_at = time.perf_counter()
+        follow: Optional[Dict[str, Any]] = None
+        generate_kwargs: Dict[str, Any] = {}
+        if checked.follows_input:
+            loaded = self.load_video(source)
+            source = loaded
+            if not _size_was_chosen(base, overrides):
+                checked = checked.replace(**self.size_for_input(loaded))
+                notices = [*notices, f"size {checked.width}x{checked.height} follows the input's aspect ratio "
+                                     f"({loaded.info.width}x{loaded.info.height}); set a size to choose another."]
+            generate_kwargs["init_frames"], follow = self._input_window(loaded, checked)
+            notices = [*notices, *follow.pop("notes")]
+        prepared_at = time.perf_counter()
         # Backends on GeneratorBase guard themselves with their own advice; this covers any other.
         with out_of_memory_guard(generation_out_of_memory_advice(checked)):
-            result = self.generator.generate(checked, on_progress=on_progress, cancel=cancel)
+            result = self.generator.generate(checked, on_progress=on_progress, cancel=cancel, **generate_kwargs)
         generated_at = time.perf_counter()
         notes = list(dict.fromkeys([*notices, *result.notes]))  # keep order, drop repeats
         run_dir = self.store.new_run_dir(result.settings.prompt)
@@ -313,12 +331,15 @@ class Vid2VidPipeline:
             encode.step()
             encoded_at = time.perf_counter()
             timings = {"load_generator": loaded_at - started, **{f"generate.{k}": v for k, v in result.timings.items()},
-                       "generate": generated_at - loaded_at, "encode": encoded_at - generated_at}
+                       "generate": generated_at - prepared_at, "encode": encoded_at - generated_at}
+            if follow is not None:
+                timings["prepare_input"] = prepared_at - loaded_at
             timings["total"] = time.perf_counter() - started
             record = self.store.save_run(run_dir, {
                 "settings": result.settings.to_dict(),
                 "caption": caption.to_dict() if caption is not None else None,
                 "input": self._input_reference(source),
+                "follow": follow,
                 "notes": notes,
                 "models": {"generator": result.model or self.generator.describe(),
                            "captioner": self.captioner.describe() if caption is not None else None},
@@ -331,6 +352,30 @@ class Vid2VidPipeline:
         return RunResult(frames=result.frames, video_path=record.output_path, record=record,
                          settings=result.settings, caption=caption, notes=notes, timings=timings,
                          model=record.data["models"]["generator"])
+
+    def size_for_input(self, source: Union[PathLike, LoadedVideo]) -> Dict[str, int]:
+        """The output size that follows ``source``'s aspect ratio at about the default pixel count.
+
+        In multiples of the generator's size unit (8; 64 for the ModelScope original), e.g. a
+        1280x720 clip -> 344x192 with the diffusers backend.
+        """
+        info = self.load_video(source).info
+        unit = int(getattr(self.generator, "size_unit", 8))
+        default = GenerationSettings()
+        width, height = size_for_aspect(info.width / info.height, default.width * default.height, unit)
+        return {"width": width, "height": height}
+
+    def _input_window(self, loaded: LoadedVideo, settings: GenerationSettings) -> Tuple[np.ndarray, Dict[str, Any]]:
+        """The input frames a video-to-video run follows, chosen by time, and what to record of them."""
+        times, notes = video.window_times(loaded.info.duration, settings.num_frames, settings.start,
+                                          settings.window_seconds)
+        # Twice the output's longest side: enough for the generator's anti-aliased crop and resize,
+        # without decoding 4K frames at full size.
+        sampled = video.frames_at(loaded.path, times, max_side=2 * max(settings.width, settings.height))
+        follow = {"strength": settings.strength, "start": times[0],
+                  "window": min(settings.window_seconds, loaded.info.duration),
+                  "frame_times": [round(t, 4) for t in sampled.timestamps], "notes": notes}
+        return np.stack(sampled.frames), follow
 
     def run(
         self,
@@ -357,6 +402,8 @@ class Vid2VidPipeline:
         settings = GenerationSettings.from_dict(record.data["settings"])
         caption = record.data.get("caption")
         source = (record.data.get("input") or {}).get("path")
+        if settings.follows_input:
+            _check_same_input(record)  # the frames followed must be the same ones, or it is another video
         with self._exclusive():
             return self._generate(
                 None, settings, source if source and Path(source).exists() else None,
@@ -389,6 +436,28 @@ class Vid2VidPipeline:
             info = source.info
             reference.update(width=info.width, height=info.height, fps=info.fps, duration=info.duration)
         return reference
+
+
+def _size_was_chosen(base: GenerationSettings, overrides: Dict[str, Any]) -> bool:
+    """Did the person choose the output size (here or in the pipeline's defaults)? Else follow the input's."""
+    default = GenerationSettings()
+    return "height" in overrides or "width" in overrides or (base.height, base.width) != (default.height, default.width)
+
+
+def _check_same_input(record: RunRecord) -> None:
+    """Refuse to regenerate a video-to-video run whose input file is gone or changed."""
+    reference = record.data.get("input") or {}
+    path = reference.get("path")
+    if not path or not Path(path).is_file():
+        raise Vid2VidError(
+            f"Run {record.name} followed the input video {path!r}, which is no longer there: put the same file "
+            "back at that path to regenerate it exactly (or generate anew from the caption)."
+        )
+    if reference.get("sha256_head") and file_digest(path) != reference["sha256_head"]:
+        raise Vid2VidError(
+            f"Run {record.name} followed {path!r}, but that file has changed since: regenerating would follow "
+            "another video. Restore the original file to reproduce the run."
+        )
 
 
 def models_from_environment(models: Optional[str] = None) -> Optional[str]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InvalidSettingsError
 from ..models import ModelKey
+from ..video.fit import fit_frames
 from ..oom import out_of_memory_advice, out_of_memory_guard
 from ..progress import CancelToken, ProgressCallback, StepReporter
 
@@ -40,6 +41,13 @@ class GenerationSettings:
     width: int = 256
     fps: int = 8
     scheduler: str = "dpm++"
+    # Video-to-video: how far the new video may move away from the input (1.0: words only, the input
+    # is not followed; 0.3: close to the input). Below 1 the run needs an input video.
+    strength: float = 1.0
+    # The part of the input that is followed: from ``start`` seconds, ``window`` seconds long
+    # (None: num_frames / fps, so the motion keeps its speed).
+    start: float = 0.0
+    window: Optional[float] = None
 
     def replace(self, **changes: Any) -> "GenerationSettings":
         return dataclasses.replace(self, **changes)
@@ -68,6 +76,20 @@ class GenerationSettings:
             sizes[name] = fitted
         return sizes, notes
 
+    @property
+    def follows_input(self) -> bool:
+        """True when the run starts from an input video (strength below 1)."""
+        return float(self.strength) < 1.0
+
+    @property
+    def window_seconds(self) -> float:
+        """How many seconds of the input are followed: ``window``, or as long as the output lasts."""
+        return float(self.window) if self.window is not None else self.num_frames / self.fps
+
+    def skipped_steps(self) -> int:
+        """Denoising steps skipped when following an input: ``S - int(S * strength)`` of S."""
+        return self.num_steps - min(int(self.num_steps * float(self.strength)), self.num_steps)
+
     def checked(self) -> Tuple["GenerationSettings", List[str]]:
         """Return settings that a backend can run, plus notices of what was corrected.
 
@@ -87,6 +109,16 @@ class GenerationSettings:
             raise InvalidSettingsError(
                 f"guidance must be 0 or more (got {self.guidance_scale}); 9 is the model's usual value."
             )
+        if not 0.0 <= float(self.strength) <= 1.0:
+            raise InvalidSettingsError(
+                f"strength must be from 0 to 1 (got {self.strength}): 1 makes the video from the words alone, "
+                "lower values follow the input video more closely (0.6 is a good start)."
+            )
+        if float(self.start) < 0 or (self.window is not None and float(self.window) <= 0):
+            raise InvalidSettingsError(
+                f"The input window must start at 0 s or later and last more than 0 s (got start {self.start}, "
+                f"window {self.window})."
+            )
         if self.scheduler not in SCHEDULERS:
             raise InvalidSettingsError(
                 f"Unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}."
@@ -99,7 +131,8 @@ class GenerationSettings:
         sizes, notices = self.fitted_sizes(8)
         seed = self.seed if self.seed is not None else secrets.randbelow(MAX_SEED + 1)
         fixed = self.replace(prompt=prompt, seed=int(seed), num_frames=int(self.num_frames),
-                             num_steps=int(self.num_steps), fps=int(self.fps), **sizes)
+                             num_steps=int(self.num_steps), fps=int(self.fps), strength=float(self.strength),
+                             start=float(self.start), **sizes)
         return fixed, notices
 
 
@@ -137,6 +170,14 @@ class Generator(Protocol):
         """Run ``settings`` (already ``checked()``) and return uint8 frames."""
 
 
+def size_for_aspect(aspect: float, pixels: int, unit: int = 8) -> Tuple[int, int]:
+    """(width, height) with about ``pixels`` pixels and the aspect ratio ``aspect`` (width / height),
+    each side a multiple of ``unit`` and at least one unit: 16:9 at 256x256's pixels -> (344, 192)."""
+    width = math.sqrt(pixels * aspect)
+    height = width / aspect
+    return max(unit, int(width / unit + 0.5) * unit), max(unit, int(height / unit + 0.5) * unit)
+
+
 def generation_out_of_memory_advice(settings: GenerationSettings, also: Sequence[str] = ()) -> str:
     """What to lower when generating ``settings`` ran out of GPU memory (``also``: backend-specific ways)."""
     return out_of_memory_advice(
@@ -163,6 +204,11 @@ class Sampler:
     step: Callable[[Any, Any], Any]
     noise_dtype: Any = None  # None: float32
     init_noise_sigma: float = 1.0
+    # Video-to-video: ``add_noise(x0, noise, t)`` noises clean latents to timestep t with the
+    # scheduler's own formula; ``begin(i)`` starts the schedule at its i-th step (multistep
+    # schedulers keep an index) and returns the timesteps left.
+    add_noise: Optional[Callable[[Any, Any, Any], Any]] = None
+    begin: Optional[Callable[[int], Sequence[Any]]] = None
 
 
 class GeneratorBase:
@@ -204,6 +250,11 @@ class GeneratorBase:
 
     def _key_device(self) -> str:
         return self.device
+
+    @property
+    def size_unit(self) -> int:
+        """Output height and width are multiples of this (the VAE's downsampling)."""
+        return 8
 
     def load(self) -> None:
         """Load every component once per process (``models.REGISTRY``); cheap when already resident."""
@@ -247,28 +298,39 @@ class GeneratorBase:
         self,
         settings: GenerationSettings,
         *,
+        init_frames: Optional[np.ndarray] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
     ) -> GeneratedFrames:
-        """Generate uint8 frames (T, H, W, 3) for ``settings``; progress per step; cancellable between steps."""
-        return self._generate(settings, on_progress, cancel, as_float=False)
+        """Generate uint8 frames (T, H, W, 3) for ``settings``; progress per step; cancellable between steps.
+
+        With ``settings.strength`` below 1, ``init_frames`` (num_frames RGB uint8 frames, any size: they
+        are centre-cropped and resized to the output size) are the video to follow.
+        """
+        return self._generate(settings, init_frames, on_progress, cancel, as_float=False)
 
     def _generate_float(
         self,
         settings: GenerationSettings,
         *,
+        init_frames: Optional[np.ndarray] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
     ) -> GeneratedFrames:
         """Like ``generate`` but ``frames`` are float32 in [0, 1], before rounding: for exact parity checks."""
-        return self._generate(settings, on_progress, cancel, as_float=True)
+        return self._generate(settings, init_frames, on_progress, cancel, as_float=True)
 
     def _generate(
-        self, settings: GenerationSettings, on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
-        as_float: bool,
+        self, settings: GenerationSettings, init_frames: Optional[np.ndarray], on_progress: Optional[ProgressCallback],
+        cancel: Optional[CancelToken], as_float: bool,
     ) -> GeneratedFrames:
         # checked() is idempotent: it fixes sizes and draws a seed when the caller has not done so.
         settings, notes = settings.checked()
+        if settings.follows_input and init_frames is None:
+            raise InvalidSettingsError(
+                f"strength {settings.strength:g} follows an input video, but none was given: pass the video "
+                "(source=... / init_frames=...), or set strength to 1 to make the video from the words alone."
+            )
         if cancel is not None:
             cancel.raise_if_cancelled()
         timings: Dict[str, float] = {}
@@ -277,9 +339,14 @@ class GeneratorBase:
         timings["load"] = time.perf_counter() - started
         settings, adapt_notes = self._adapt(settings, components)
         notes.extend(adapt_notes)
+        if settings.follows_input:
+            init_frames = fit_frames(_check_init_frames(init_frames, settings.num_frames), settings.width,
+                                     settings.height)
+        else:
+            init_frames = None  # strength 1: the words alone, whatever was passed
         with out_of_memory_guard(self._out_of_memory_advice(settings)):
             try:
-                frames = self._run(components, settings, notes, timings, on_progress, cancel, as_float)
+                frames = self._run(components, settings, init_frames, notes, timings, on_progress, cancel, as_float)
             finally:
                 self._after_run(components)
         return GeneratedFrames(frames=frames, settings=settings, notes=notes, timings=timings, model=self.describe())
@@ -305,8 +372,9 @@ class GeneratorBase:
         return []
 
     def _run(
-        self, c: Any, settings: GenerationSettings, notes: List[str], timings: Dict[str, float],
-        on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken], as_float: bool,
+        self, c: Any, settings: GenerationSettings, init_frames: Optional[np.ndarray], notes: List[str],
+        timings: Dict[str, float], on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
+        as_float: bool,
     ) -> np.ndarray:
         import torch
 
@@ -323,12 +391,17 @@ class GeneratorBase:
             generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
             sampler = self._sampler(c, settings, cond, generator)
             noise_dtype = sampler.noise_dtype or torch.float32
-            latents = torch.randn(self._latent_shape(c, settings), generator=generator, device="cpu",
-                                  dtype=noise_dtype).to(device)
-            latents = latents * sampler.init_noise_sigma
-            reporter = StepReporter("denoise", len(sampler.timesteps), on_progress, cancel)
+            timesteps = sampler.timesteps
+            if init_frames is None:
+                latents = torch.randn(self._latent_shape(c, settings), generator=generator, device="cpu",
+                                      dtype=noise_dtype).to(device)
+                latents = latents * sampler.init_noise_sigma
+            else:
+                latents, timesteps = self._start_from_video(c, settings, sampler, init_frames, generator, noise_dtype,
+                                                            notes, timings, on_progress, cancel)
+            reporter = StepReporter("denoise", len(timesteps), on_progress, cancel)
             reporter.check()
-            for t in sampler.timesteps:
+            for t in timesteps:
                 latents = sampler.step(latents, t)
                 sync()
                 reporter.step()
@@ -339,6 +412,60 @@ class GeneratorBase:
             frames = self._decode(c, latents, on_progress, cancel, as_float)
             timings["decode"] = time.perf_counter() - started
         return frames
+
+    def _start_from_video(
+        self, c: Any, settings: GenerationSettings, sampler: Sampler, frames: np.ndarray, generator: Any,
+        noise_dtype: Any, notes: List[str], timings: Dict[str, float], on_progress: Optional[ProgressCallback],
+        cancel: Optional[CancelToken],
+    ) -> Tuple[Any, Sequence[Any]]:
+        """SDEdit: encode the input, noise it to the first timestep kept, return (latents, timesteps left).
+
+        Arithmetic and random draws in the order of diffusers' ``VideoToVideoSDPipeline`` (the parity
+        test checks it): the VAE posterior's sample noise, then the added noise, each drawn at once
+        for all frames (frames first) from the run's CPU generator, so the slice size never changes
+        the numbers.
+        """
+        import torch
+
+        if sampler.add_noise is None or sampler.begin is None:
+            raise InvalidSettingsError(f"The {self.backend} backend cannot follow an input video: set strength to 1.")
+        started = time.perf_counter()
+        skipped = settings.skipped_steps()
+        mean, std = self._encode(c, frames, on_progress, cancel)  # (T, C, h, w) each
+        eps = torch.randn(tuple(mean.shape), generator=generator, device="cpu", dtype=mean.dtype).to(mean.device)
+        clean = self._latent_scale(c) * (mean + std * eps)
+        noise = torch.randn(tuple(clean.shape), generator=generator, device="cpu", dtype=noise_dtype)
+        timesteps = sampler.begin(skipped)
+        if len(timesteps) == 0:
+            notes.append(f"strength {settings.strength:g} leaves no denoising step of {settings.num_steps}: the "
+                         "video is the input passed through the VAE (raise the strength to change it).")
+            latents = clean
+        else:
+            latents = sampler.add_noise(clean, noise.to(clean.device), timesteps[0])
+        timings["encode_input"] = time.perf_counter() - started
+        # (frames, C, h, w) -> (1, C, frames, h, w), the layout of the denoising loop
+        return latents.to(noise_dtype)[None].permute(0, 2, 1, 3, 4), timesteps
+
+    def _encode(
+        self, c: Any, frames: np.ndarray, on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
+    ) -> Tuple[Any, Any]:
+        """VAE posterior (mean, std) of uint8 frames, ``vae_slice_frames`` frames per encoder call."""
+        import torch
+
+        num_frames = len(frames)
+        per_call = self.vae_slice_frames or num_frames
+        reporter = StepReporter("encode_input", math.ceil(num_frames / per_call), on_progress, cancel)
+        reporter.check()
+        means, stds = [], []
+        for start in range(0, num_frames, per_call):
+            # uint8 -> [0, 1] -> [-1, 1], in that order: the reference pipeline's preprocessing.
+            pixels = torch.from_numpy(np.ascontiguousarray(frames[start : start + per_call])).float() / 255
+            pixels = (2 * pixels - 1).permute(0, 3, 1, 2).to(self.device)
+            mean, std = self._encode_slice(c, pixels)
+            means.append(mean)
+            stds.append(std)
+            reporter.step()
+        return torch.cat(means), torch.cat(stds)
 
     def _decode(
         self, c: Any, latents: Any, on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
@@ -382,6 +509,27 @@ class GeneratorBase:
     def _decode_slice(self, c: Any, latents: Any) -> Any:
         raise NotImplementedError
 
+    def _encode_slice(self, c: Any, pixels: Any) -> Tuple[Any, Any]:
+        """Pixels (n, 3, H, W) in [-1, 1] -> the VAE posterior's (mean, std), each (n, C, h, w)."""
+        raise InvalidSettingsError(f"The {self.backend} backend cannot follow an input video: set strength to 1.")
+
+    def _latent_scale(self, c: Any) -> float:
+        """The VAE's scaling factor (latents = scale * posterior sample)."""
+        raise NotImplementedError
+
+
+def _check_init_frames(frames: Any, num_frames: int) -> np.ndarray:
+    array = np.asarray(frames)
+    if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        raise InvalidSettingsError(
+            f"The input frames must be RGB uint8 of shape (frames, height, width, 3); got {array.dtype} {array.shape}."
+        )
+    if len(array) != num_frames:
+        raise InvalidSettingsError(
+            f"Got {len(array)} input frames for a {num_frames}-frame video: give one input frame per output frame."
+        )
+    return array
+
 
 __all__ = ["GenerationSettings", "GeneratedFrames", "Generator", "GeneratorBase", "Sampler", "SCHEDULERS",
-           "MAX_SEED", "truncation_note", "generation_out_of_memory_advice"]
+           "MAX_SEED", "truncation_note", "generation_out_of_memory_advice", "size_for_aspect"]

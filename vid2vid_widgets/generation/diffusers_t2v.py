@@ -252,8 +252,17 @@ class DiffusersTextToVideo(GeneratorBase):
             flat = scheduler.step(noise_flat, t, flat, **step_kwargs).prev_sample
             return flat[None, :].reshape(b, f, ch, h, w).permute(0, 2, 1, 3, 4)
 
+        def begin(skipped: int) -> Any:
+            # As diffusers' get_timesteps: multistep schedulers count from the begin index.
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(skipped * scheduler.order)
+            return scheduler.timesteps[skipped * scheduler.order :]
+
+        def add_noise(clean: Any, noise: Any, t: Any) -> Any:
+            return scheduler.add_noise(clean, noise, t.reshape(1))
+
         return Sampler(timesteps=scheduler.timesteps, step=step, noise_dtype=cond.dtype,
-                       init_noise_sigma=scheduler.init_noise_sigma)
+                       init_noise_sigma=scheduler.init_noise_sigma, add_noise=add_noise, begin=begin)
 
     def _encode_text(self, c: TextToVideoComponents, text: str, what: str, notes: List[str]):
         """CLIP hidden states of ``text`` padded to the encoder's length; a note when the end was cut."""
@@ -270,6 +279,13 @@ class DiffusersTextToVideo(GeneratorBase):
             attention_mask = inputs.attention_mask.to(self.device)
         hidden = encoder(inputs.input_ids.to(self.device), attention_mask=attention_mask)[0]
         return hidden.to(dtype=encoder.dtype, device=self.device)
+
+    def _encode_slice(self, c: TextToVideoComponents, pixels: Any) -> Tuple[Any, Any]:
+        posterior = c.vae.encode(pixels.to(dtype=c.vae.dtype)).latent_dist
+        return posterior.mean, posterior.std
+
+    def _latent_scale(self, c: TextToVideoComponents) -> float:
+        return c.vae.config.scaling_factor
 
     def _decode_slice(self, c: TextToVideoComponents, latents: Any) -> Any:
         b, ch, n, h, w = latents.shape

@@ -272,6 +272,11 @@ class ModelScopeTextToVideo(GeneratorBase):
         size_unit = 8 * 2 ** (len(dim_mult) - 1)  # the UNet upsamples by exact 2x: latents must divide
         return _Loaded(model=model, folder=str(folder), size_unit=size_unit)
 
+    @property
+    def size_unit(self) -> int:
+        """Its UNet halves the latents once per level: the size unit comes from the loaded config."""
+        return self._components().size_unit
+
     def _describe_extra(self) -> Dict[str, Any]:
         info: Dict[str, Any] = {"scheduler": "ddim"}
         if REGISTRY.is_loaded(self.key):
@@ -346,7 +351,19 @@ class ModelScopeTextToVideo(GeneratorBase):
                                           ddim_timesteps=steps, eta=0.0)
             return xt
 
-        return Sampler(timesteps=timesteps, step=step)
+        def add_noise(clean: Any, noise: Any, timestep: int) -> Any:
+            # q(x_t | x_0) with the model's own schedule (its diffusion has no q_sample of its own).
+            alpha = diffusion.alphas_cumprod[timestep].to(device=clean.device, dtype=torch.float64)
+            return (alpha.sqrt() * clean + (1 - alpha).sqrt() * noise).to(clean.dtype)
+
+        return Sampler(timesteps=timesteps, step=step, add_noise=add_noise, begin=lambda skipped: timesteps[skipped:])
+
+    def _encode_slice(self, loaded: _Loaded, pixels: Any) -> Tuple[Any, Any]:
+        posterior = loaded.model.autoencoder.encode(pixels)
+        return posterior.mean, posterior.std
+
+    def _latent_scale(self, loaded: _Loaded) -> float:
+        return LATENT_SCALE
 
     def _decode_slice(self, loaded: _Loaded, latents: Any) -> Any:
         # 1/scale * x as in its forward (not x / scale: one ulp apart, and parity is exact)

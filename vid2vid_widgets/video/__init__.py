@@ -9,8 +9,10 @@ Public functions (split by job into small private modules; import them from here
 
 - ``probe(path)``: what is this file (size as displayed, fps, frames, duration, rotation...)?
   (``_probe``)
-- ``sample_frames(path, k)``: k RGB frames spread over the whole video, each reached by seeking.
-  (``_sampling``)
+- ``sample_frames(path, k)``: k RGB frames spread over the whole video, each reached by seeking;
+  ``frames_at(path, times)`` and ``window_times(...)``: the frames of a time window, for
+  video-to-video. (``_sampling``)
+- ``fit_frames(frames, width, height)``: centre-crop to an aspect ratio and resize. (``fit``)
 - ``encode_mp4(frames, fps, path)``: H.264 High, yuv420p, +faststart, even sides, written
   atomically. (``_encoding``)
 - ``preview(path, out_path=...)``: a small browser-playable copy of any input, for the panel's
@@ -32,13 +34,17 @@ from ._encoding import encode_mp4
 from ._inspect import inspect_mp4
 from ._preview import PREVIEW_MAX_FPS, PREVIEW_MAX_KBPS, preview
 from ._probe import VideoInfo, probe
-from ._sampling import SampledFrames, sample_frames
+from ._sampling import SampledFrames, frames_at, sample_frames, window_times
+from .fit import fit_frames
 
 __all__ = [
     "VideoInfo",
     "SampledFrames",
     "probe",
     "sample_frames",
+    "frames_at",
+    "window_times",
+    "fit_frames",
     "encode_mp4",
     "preview",
     "inspect_mp4",

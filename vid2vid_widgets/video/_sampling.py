@@ -1,4 +1,4 @@
-"""``sample_frames``: k upright frames spread over a whole video, reached by seeking.
+"""``sample_frames``: k upright frames spread over a whole video; ``frames_at``: the frames at given times.
 
 Two samplers give the same answer: one seeks (cost grows with k, not with the video's length),
 the other decodes in order, for containers where seeking cannot be trusted.
@@ -9,12 +9,12 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
 
-from ..errors import InvalidVideoError
+from ..errors import InvalidSettingsError, InvalidVideoError
 from ._probe import VideoInfo, _probe_open, _seekable
 from ._reading import (
     _FIX_INPUT,
@@ -70,17 +70,63 @@ def sample_frames(path: PathLike, k: int = 8, max_side: Optional[int] = None) ->
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    return _sample(path, lambda info: _targets(info, k), max_side, distinct=True)
+
+
+def frames_at(path: PathLike, times: Sequence[float], max_side: Optional[int] = None) -> SampledFrames:
+    """The upright RGB frame on screen at each of ``times`` (seconds from the start), by seeking.
+
+    One frame per time, in order, repeats included: a 10 fps input read at 8 fps times gives some
+    frame twice, as a player would show it. Video-to-video reads its input window this way, so the
+    cost follows the window's length, not the file's. Times past the end give the last frame.
+    """
+    times = [float(t) for t in times]
+    if not times or any(b < a for a, b in zip(times, times[1:])) or times[0] < 0:
+        raise ValueError(f"times must be one or more increasing seconds from 0, got {times[:8]}")
+    return _sample(path, lambda info: times, max_side, distinct=False)
+
+
+def window_times(duration: float, count: int, start: float, length: float) -> Tuple[List[float], List[str]]:
+    """``count`` evenly spaced times over the window [start, start + length) of a ``duration``-second video.
+
+    The i-th time is ``start + i * length / count``: frame i of an output played at ``count / length``
+    fps shows the input's moment i, so motion keeps its speed. A video shorter than the window is
+    followed whole (with a note); a window that starts at or runs past the end is an
+    ``InvalidSettingsError`` that says how long the video is.
+    """
+    if count < 1 or length <= 0 or start < 0:
+        raise ValueError(f"need count >= 1, length > 0, start >= 0 (got {count}, {length}, {start})")
+    notes: List[str] = []
+    if length >= duration:
+        if start > 0:
+            notes.append(f"the input is {duration:.2f} s long, shorter than the {length:.2f} s window from "
+                         f"{start:g} s: all of it is followed from the start instead.")
+        else:
+            notes.append(f"the input is {duration:.2f} s long, shorter than the {length:.2f} s the output lasts: "
+                         "all of it is followed, so its motion plays slower.")
+        start, length = 0.0, duration
+    elif start + length > duration + 1e-6:
+        latest = max(0.0, duration - length)
+        raise InvalidSettingsError(
+            f"The input window {start:g}-{start + length:g} s runs past the end of the video ({duration:.2f} s long). "
+            f"Start at {latest:.2f} s or earlier, or make the output shorter (fewer frames or a higher fps)."
+        )
+    return [start + i * length / count for i in range(count)], notes
+
+
+def _sample(path: PathLike, targets_of: Callable[[VideoInfo], List[float]], max_side: Optional[int],
+            distinct: bool) -> SampledFrames:
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
     with _reading(path, "decoded") as (p, container):
         info, stream = _probe_open(p, container)
-        targets = _targets(info, k)
+        targets = targets_of(info)
         start = _start_time(stream, container)
         result = None
         if _seekable(container):
-            result = _sample_by_seeking(container, stream, info, targets, start, max_side)
+            result = _sample_by_seeking(container, stream, info, targets, start, _Picks(info.rotation, max_side, distinct))
         if result is None:
-            result = _sample_sequentially(p, info, targets, max_side)
+            result = _sample_sequentially(p, info, targets, _Picks(info.rotation, max_side, distinct))
         return result
 
 
@@ -147,18 +193,23 @@ def _display_size(stored_w: int, stored_h: int, max_side: Optional[int]) -> tupl
 class _Picks:
     """The frames kept for the targets so far, upright and scaled, with their times.
 
-    Both samplers walk the targets in order; when two targets land on the same frame (a short
-    video) it is kept once: duplicates would only make a captioner repeat itself.
+    Both samplers walk the targets in order. ``distinct``: when two targets land on the same frame
+    (a short video) it is kept once, since duplicates would only make a captioner repeat itself;
+    otherwise (a window to follow) it is kept again, as a player shows it again.
     """
 
-    def __init__(self, rotation: int, max_side: Optional[int]) -> None:
+    def __init__(self, rotation: int, max_side: Optional[int], distinct: bool = True) -> None:
         self._rotation = rotation
         self._max_side = max_side
+        self._distinct = distinct
         self.frames: list[np.ndarray] = []
         self.times: list[float] = []
 
     def add(self, frame: "av.VideoFrame", t: float) -> None:
         if self.times and abs(t - self.times[-1]) < 1e-6:
+            if not self._distinct:
+                self.frames.append(self.frames[-1])
+                self.times.append(self.times[-1])
             return  # the same frame as for the previous target
         size = _display_size(frame.width, frame.height, self._max_side)
         self.frames.append(_to_rgb(frame, self._rotation, size))
@@ -174,7 +225,7 @@ def _sample_by_seeking(
     info: VideoInfo,
     targets: list[float],
     start: float,
-    max_side: Optional[int],
+    picks: "_Picks",
 ) -> Optional[SampledFrames]:
     """Seek-and-decode sampler; returns None when seeking misbehaves so the caller decodes in order."""
     counter = [0]
@@ -183,7 +234,6 @@ def _sample_by_seeking(
     continue_window = 1.0
     # A seek that lands this far after its target means the container's index cannot be trusted.
     overshoot = max(0.5, 2.0 / info.fps) if info.fps else 0.5
-    picks = _Picks(info.rotation, max_side)
     cursor: Optional[_Cursor] = None
     try:
         for target in targets:
@@ -216,10 +266,9 @@ def _sample_by_seeking(
     return picks.result(info, counter[0])
 
 
-def _sample_sequentially(path: Path, info: VideoInfo, targets: list[float], max_side: Optional[int]) -> SampledFrames:
+def _sample_sequentially(path: Path, info: VideoInfo, targets: list[float], picks: "_Picks") -> SampledFrames:
     """Decode once from the start and keep the frame on screen at each target."""
     counter = [0]
-    picks = _Picks(info.rotation, max_side)
     with av.open(str(path), metadata_errors="replace") as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
