@@ -106,7 +106,7 @@ def build_t2v_folder(folder: Path, size: str, device: str, save_dtype) -> Dict[s
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from vid2vid_widgets._tiny_t2v import SCHEDULER_CONFIG, tiny_vocab_and_merges
+    from vid2vid_widgets.tiny.text_to_video import SCHEDULER_CONFIG, tiny_vocab_and_merges
 
     sizes = T2V_SIZES[size]
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def build_blip_folder(folder: Path, size: str, device: str) -> int:
     from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
                               BlipProcessor)
 
-    from vid2vid_widgets._tiny_blip import tiny_blip_vocab
+    from vid2vid_widgets.tiny.blip import tiny_blip_vocab
 
     sizes = BLIP_SIZES[size]
     vocab = _padded(tiny_blip_vocab(), sizes["vocab_size"] - 1, "[unused{}]")  # [DEC] is the last one
@@ -194,7 +194,7 @@ def build_modelscope_folder(folder: Path, size: str) -> Dict[str, int]:
     """A damo/text-to-video-synthesis folder (configuration.json + the three checkpoints), random weights.
 
     "full": the published configuration and open_clip's own ViT-H-14; "smoke": the tiny configuration
-    and tiny ViT-H-14 of ``_tiny_modelscope``. Weights are small strided views (the tiny builder's
+    and tiny ViT-H-14 of ``tiny.modelscope``. Weights are small strided views (the tiny builder's
     trick), so the files stay small while the loaded tensors have the full shapes.
     """
     import copy
@@ -204,7 +204,7 @@ def build_modelscope_folder(folder: Path, size: str) -> Dict[str, int]:
     from modelscope.models.multi_modal.video_synthesis.autoencoder import AutoencoderKL
     from modelscope.models.multi_modal.video_synthesis.unet_sd import UNetSD
 
-    from vid2vid_widgets import _tiny_modelscope as tiny
+    from vid2vid_widgets.tiny import modelscope as tiny
 
     folder.mkdir(parents=True, exist_ok=True)
     configuration = copy.deepcopy(tiny.TINY_CONFIGURATION)

@@ -1,6 +1,6 @@
 """A tiny random BLIP captioner, saved in the same layout as ``Salesforce/blip-image-captioning-base``.
 
-Used by tests, CI and ``models="tiny"``: ``BlipCaptioner(build_tiny_blip(folder))`` goes through the
+Used by tests, CI and ``models="tiny"``: ``BlipCaptioner(build(folder))`` goes through the
 very same ``from_pretrained`` path as the real model id, so loading, batching, decoding settings and
 error handling are exercised without downloading anything. Its captions are random strings of real
 English words (the vocabulary below): readable enough to see in a UI, meaningless by design.
@@ -35,7 +35,7 @@ def tiny_blip_vocab() -> Dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
-def build_tiny_blip(folder: Union[str, Path], seed: int = 0) -> str:
+def build(folder: Union[str, Path], seed: int = 0) -> str:
     """Write a tiny random ``BlipForConditionalGeneration`` and its ``BlipProcessor`` into ``folder``.
 
     Hidden size 32, 2 layers, 32 px images in 8 px patches: builds, saves and captions in well under
@@ -109,4 +109,4 @@ def build_tiny_blip(folder: Union[str, Path], seed: int = 0) -> str:
     return str(folder)
 
 
-__all__ = ["build_tiny_blip", "tiny_blip_vocab", "TINY_IMAGE_SIZE"]
+__all__ = ["build", "tiny_blip_vocab", "TINY_IMAGE_SIZE"]

@@ -129,7 +129,7 @@ def _tiny_state_dict(module, generator) -> Dict[str, Any]:  # values: torch tens
     return state
 
 
-def build_tiny_modelscope(folder: Union[str, Path]) -> str:
+def build(folder: Union[str, Path]) -> str:
     """Write a tiny random ``damo/text-to-video-synthesis``-layout model folder; return its path.
 
     Needs the ``[modelscope]`` extra (modelscope and open_clip_torch==2.24.0) and takes well under a
@@ -175,4 +175,4 @@ def build_tiny_modelscope(folder: Union[str, Path]) -> str:
     return str(folder)
 
 
-__all__ = ["build_tiny_modelscope", "TINY_CONFIG_DIR", "TINY_CONFIGURATION", "TINY_VIT_H_14"]
+__all__ = ["build", "TINY_CONFIG_DIR", "TINY_CONFIGURATION", "TINY_VIT_H_14"]

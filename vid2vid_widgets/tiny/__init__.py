@@ -1,4 +1,4 @@
-"""Tiny random models for tests, CI and offline demos. Never used by default.
+"""Tiny random models for tests, CI and offline demos (``models="tiny"``). Never used by default.
 
 No weights can be downloaded in CI, so the real loading and inference code is exercised with tiny
 models built from configs, saved to a folder with the same layout as the real checkpoints, and
@@ -6,6 +6,9 @@ loaded back through the very same code path as the real model ids. ``models="tin
 pipeline and ``--models tiny`` on the command line switch to them.
 
 Their output is noise-like colour: they test the plumbing, not the art.
+
+One module per model, each with a ``build(folder)``: ``tiny.blip`` (the captioner),
+``tiny.text_to_video`` (the diffusers backend), ``tiny.modelscope`` (the modelscope backend).
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import threading
 from pathlib import Path
 from typing import Optional, Union
 
-# role -> "module:function"; each builder takes a folder and writes a loadable model into it.
+# role -> module of this package whose build(folder) writes a loadable model into the folder;
+# imported only when that role is built (transformers, diffusers, modelscope are heavy).
 _BUILDERS = {
-    "captioner": "vid2vid_widgets._tiny_blip:build_tiny_blip",
-    "text-to-video": "vid2vid_widgets._tiny_t2v:build_tiny_text_to_video",
-    "modelscope": "vid2vid_widgets._tiny_modelscope:build_tiny_modelscope",
+    "captioner": "blip",
+    "text-to-video": "text_to_video",
+    "modelscope": "modelscope",
 }
 _MARKER = ".complete"
 _lock = threading.Lock()
@@ -52,8 +56,7 @@ def tiny_model_path(role: str, root: Optional[Union[str, Path]] = None) -> str:
         if (target / _MARKER).exists():
             return str(target)
         base.mkdir(parents=True, exist_ok=True)
-        module_name, func_name = _BUILDERS[role].split(":")
-        builder = getattr(importlib.import_module(module_name), func_name)
+        builder = importlib.import_module(f"{__name__}.{_BUILDERS[role]}").build
         tmp = Path(tempfile.mkdtemp(prefix=f".{role}-", dir=base))
         try:
             builder(tmp)
@@ -67,25 +70,4 @@ def tiny_model_path(role: str, root: Optional[Union[str, Path]] = None) -> str:
     return str(target)
 
 
-def build_tiny_blip(folder: Union[str, Path]) -> str:
-    """Write a tiny random BLIP captioner (model, processor, tokenizer) into ``folder``."""
-    from ._tiny_blip import build_tiny_blip as build
-
-    return build(folder)
-
-
-def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
-    """Write tiny random diffusers text-to-video components (unet, vae, text encoder, tokenizer, scheduler)."""
-    from ._tiny_t2v import build_tiny_text_to_video as build
-
-    return build(folder)
-
-
-def build_tiny_modelscope(folder: Union[str, Path]) -> str:
-    """Write a tiny random model folder in the ModelScope ``damo/text-to-video-synthesis`` layout."""
-    from ._tiny_modelscope import build_tiny_modelscope as build
-
-    return build(folder)
-
-
-__all__ = ["tiny_models_root", "tiny_model_path", "build_tiny_blip", "build_tiny_text_to_video", "build_tiny_modelscope"]
+__all__ = ["tiny_models_root", "tiny_model_path"]

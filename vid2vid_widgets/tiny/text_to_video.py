@@ -65,7 +65,7 @@ def tiny_vocab_and_merges(words: Tuple[str, ...] = WORDS) -> Tuple[Dict[str, int
     return vocab, merges
 
 
-def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
+def build(folder: Union[str, Path]) -> str:
     """Write tiny random text-to-video components into ``folder`` and return its path as a string."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -158,4 +158,4 @@ def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
     return str(folder)
 
 
-__all__ = ["build_tiny_text_to_video", "tiny_vocab_and_merges", "WORDS", "SCHEDULER_CONFIG"]
+__all__ = ["build", "tiny_vocab_and_merges", "WORDS", "SCHEDULER_CONFIG"]
