@@ -7,8 +7,10 @@ pipeline and ``--models tiny`` on the command line switch to them.
 
 Their output is noise-like colour: they test the plumbing, not the art.
 
-One module per model, each with a ``build(folder)``: ``tiny.blip`` (the captioner),
-``tiny.text_to_video`` (the diffusers backend), ``tiny.modelscope`` (the modelscope backend).
+One module per model, each with a ``build(folder, ...)`` whose size parameters default to the tiny
+sizes: ``tiny.blip`` (the captioner), ``tiny.text_to_video`` (the diffusers backend),
+``tiny.modelscope`` (the modelscope backend). Given the published sizes instead, the same builders
+write full-size random models in the real layout (``benchmarks/bench_gpu.py`` measures those).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 # role -> module of this package whose build(folder) writes a loadable model into the folder;
 # imported only when that role is built (transformers, diffusers, modelscope are heavy).
@@ -70,4 +72,18 @@ def tiny_model_path(role: str, root: Optional[Union[str, Path]] = None) -> str:
     return str(target)
 
 
-__all__ = ["tiny_models_root", "tiny_model_path"]
+def padded_vocab(vocab: Dict[str, int], size: int, filler: str) -> Dict[str, int]:
+    """``vocab`` grown to ``size`` entries with unused ``filler.format(i)`` tokens.
+
+    A model with the real embedding-table size then has a tokenizer that decodes every id it can
+    generate, while the tokens that mean something stay the tiny builders' real words.
+    """
+    vocab = dict(vocab)
+    i = 0
+    while len(vocab) < size:
+        vocab.setdefault(filler.format(i), len(vocab))
+        i += 1
+    return vocab
+
+
+__all__ = ["tiny_models_root", "tiny_model_path", "padded_vocab"]
