@@ -1,10 +1,11 @@
 """GPU speed and memory of the real architectures (random weights), both models resident.
 
 Needs CUDA: elsewhere it prints why it skipped and exits 0. No weights are downloaded: every model is
-built from its published architecture with random weights, saved into a temporary folder in the
-layout of the real checkpoint, and loaded back through the project's own loaders, so the measured
-path is the real one (registry, ``DiffusersTextToVideo``, ``ModelScopeTextToVideo``, ``BlipCaptioner``).
-Speed and memory do not depend on the weights' values.
+built from its published architecture with random weights (by the builders of ``vid2vid_widgets.tiny``,
+given the published sizes), saved into a temporary folder in the layout of the real checkpoint, and
+loaded back through the project's own loaders, so the measured path is the real one (registry,
+``DiffusersTextToVideo``, ``ModelScopeTextToVideo``, ``BlipCaptioner``). Speed and memory do not
+depend on the weights' values.
 
   * captioner: BLIP base (``BlipConfig()`` sizes, 224 M parameters), fp16, loaded first and kept
     resident for every row, so each row's peak is "both models resident";
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import platform
@@ -47,194 +47,36 @@ GB = 1e9
 TARGET_GB = 8.0
 PROMPT = "a red car driving on a street at night"
 
-# Architecture sizes: "full" is the published one, "smoke" a tiny stand-in for --cpu-smoke.
+# Architecture sizes, passed to the builders of ``vid2vid_widgets.tiny``: "full" is the published one,
+# "smoke" (for --cpu-smoke) the builders' tiny defaults, with vocabularies padded so that path runs too.
 T2V_SIZES = {
     "full": dict(
         unet=dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=1024,
                   attention_head_dim=64),
         vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2),
         text=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-                  projection_dim=512, vocab_size=49408),
+                  projection_dim=512, hidden_act="gelu"),
+        vocab_size=49408,
     ),
-    "smoke": dict(
-        unet=dict(block_out_channels=(8, 16), layers_per_block=1, cross_attention_dim=16, attention_head_dim=4,
-                  norm_num_groups=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                  up_block_types=("UpBlock3D", "CrossAttnUpBlock3D")),
-        vae=dict(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=2),
-        text=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  projection_dim=16, vocab_size=1000),
-    ),
+    "smoke": dict(vocab_size=1000),
 }
 BLIP_SIZES = {
-    "full": dict(vision=None, text=None, vocab_size=30524, image_size=384),  # BlipConfig() defaults = base
-    "smoke": dict(vision=dict(hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=2,
-                              num_attention_heads=4, image_size=32, patch_size=8),
-                  text=dict(hidden_size=32, encoder_hidden_size=32, intermediate_size=64, projection_dim=32,
-                            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64),
-                  vocab_size=1000, image_size=32),
+    "full": dict(vision={}, text={}, projection={}, vocab_size=30524),  # BlipConfig() defaults = base
+    "smoke": dict(vocab_size=1000),
 }
-# damo/text-to-video-synthesis's published configuration.json (model part); "smoke" uses the tiny one.
-MODELSCOPE_MODEL_CFG = {
-    "unet_in_dim": 4, "unet_dim": 320, "unet_y_dim": 768, "unet_context_dim": 1024, "unet_out_dim": 4,
-    "unet_dim_mult": [1, 2, 4, 4], "unet_num_heads": 8, "unet_head_dim": 64, "unet_res_blocks": 2,
-    "unet_attn_scales": [1, 0.5, 0.25], "unet_dropout": 0.1, "temporal_attention": "True", "num_timesteps": 1000,
-    "mean_type": "eps", "var_type": "fixed_small", "loss_type": "mse",
+# damo/text-to-video-synthesis's published configuration.json (model part) and open_clip's own ViT-H-14.
+MODELSCOPE_SIZES = {
+    "full": dict(
+        model_cfg={
+            "unet_in_dim": 4, "unet_dim": 320, "unet_y_dim": 768, "unet_context_dim": 1024, "unet_out_dim": 4,
+            "unet_dim_mult": [1, 2, 4, 4], "unet_num_heads": 8, "unet_head_dim": 64, "unet_res_blocks": 2,
+            "unet_attn_scales": [1, 0.5, 0.25], "unet_dropout": 0.1, "temporal_attention": "True",
+            "num_timesteps": 1000, "mean_type": "eps", "var_type": "fixed_small", "loss_type": "mse",
+        },
+        clip_cfg=None,
+    ),
+    "smoke": {},
 }
-
-
-# -- building random-weight folders in the real layouts ------------------------------------------
-
-
-def _padded(vocab: Dict[str, int], size: int, filler: str) -> Dict[str, int]:
-    """``vocab`` grown to ``size`` entries with unused filler tokens, so the table sizes are the real ones."""
-    vocab = dict(vocab)
-    i = 0
-    while len(vocab) < size:
-        vocab.setdefault(filler.format(i), len(vocab))
-        i += 1
-    return vocab
-
-
-def build_t2v_folder(folder: Path, size: str, device: str, save_dtype) -> Dict[str, int]:
-    """UNet3D, VAE, CLIP text encoder, tokenizer and scheduler in the ali-vilab/text-to-video-ms-1.7b layout.
-
-    Built on ``device`` (random init of 1.4 B parameters is seconds on a GPU, minutes on a CPU), saved
-    in ``save_dtype``: as the "fp16" variant when that is float16, like the files fetched on CUDA.
-    """
-    import diffusers
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from vid2vid_widgets._tiny_t2v import SCHEDULER_CONFIG, tiny_vocab_and_merges
-
-    sizes = T2V_SIZES[size]
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab, merges = tiny_vocab_and_merges()
-    vocab = _padded(vocab, sizes["text"]["vocab_size"], "<|unused{}|>")
-    tok_dir = folder / "tokenizer"
-    tok_dir.mkdir(exist_ok=True)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    specials = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-                "pad_token": "<|endoftext|>"}
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True, **specials}))
-    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
-    if len(tokenizer) != len(vocab):
-        raise RuntimeError(f"tokenizer reloads with {len(tokenizer)} tokens, expected {len(vocab)}")
-
-    variant = "fp16" if save_dtype == torch.float16 else None
-    counts: Dict[str, int] = {}
-    torch.manual_seed(0)
-    with torch.device(device):
-        text_kwargs = dict(sizes["text"])
-        text = CLIPTextModel(CLIPTextConfig(
-            max_position_embeddings=77, hidden_act="gelu", bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"], **text_kwargs))
-        counts["text_encoder"] = _save(text, folder / "text_encoder", save_dtype, variant)
-        del text
-        counts["unet"] = _save(UNet3DConditionModel(**sizes["unet"]), folder / "unet", save_dtype, variant)
-        vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                            latent_channels=4, **sizes["vae"])
-        counts["vae"] = _save(vae, folder / "vae", save_dtype, variant)
-    DDIMScheduler.from_config({k: v for k, v in SCHEDULER_CONFIG.items() if k != "_class_name"}).save_pretrained(
-        folder / "scheduler")
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "TextToVideoSDPipeline", "_diffusers_version": diffusers.__version__,
-        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
-    _free()
-    return counts
-
-
-def _save(model, path: Path, dtype, variant: Optional[str]) -> int:
-    params = sum(p.numel() for p in model.parameters())
-    model.to(dtype=dtype).save_pretrained(path, variant=variant)
-    del model
-    _free()
-    return params
-
-
-def build_blip_folder(folder: Path, size: str, device: str) -> int:
-    """A BLIP captioner (model + processor) of the base size ("full") in the blip-image-captioning layout.
-
-    The BERT vocabulary is grown to the model's table size with unused tokens, so generated ids all decode.
-    """
-    import torch
-    from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
-
-    from vid2vid_widgets._tiny_blip import tiny_blip_vocab
-
-    sizes = BLIP_SIZES[size]
-    vocab = _padded(tiny_blip_vocab(), sizes["vocab_size"] - 1, "[unused{}]")  # [DEC] is the last one
-    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=512)
-    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
-    processor = BlipProcessor(image_processor=BlipImageProcessor(
-        size={"height": sizes["image_size"], "width": sizes["image_size"]}), tokenizer=tokenizer)
-    text_config = dict(sizes["text"] or {}, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                       pad_token_id=tokenizer.pad_token_id, sep_token_id=tokenizer.sep_token_id,
-                       eos_token_id=tokenizer.sep_token_id)
-    extra = {} if size == "full" else {"projection_dim": 32, "image_text_hidden_size": 32}
-    config = BlipConfig(vision_config=sizes["vision"], text_config=text_config, **extra)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = BlipForConditionalGeneration(config).eval()
-    params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    del model
-    _free()
-    return params
-
-
-def build_modelscope_folder(folder: Path, size: str) -> Dict[str, int]:
-    """A damo/text-to-video-synthesis folder (configuration.json + the three checkpoints), random weights.
-
-    "full": the published configuration and open_clip's own ViT-H-14; "smoke": the tiny configuration
-    and tiny ViT-H-14 of ``_tiny_modelscope``. Weights are small strided views (the tiny builder's
-    trick), so the files stay small while the loaded tensors have the full shapes.
-    """
-    import copy
-
-    import open_clip
-    import torch
-    from modelscope.models.multi_modal.video_synthesis.autoencoder import AutoencoderKL
-    from modelscope.models.multi_modal.video_synthesis.unet_sd import UNetSD
-
-    from vid2vid_widgets import _tiny_modelscope as tiny
-
-    folder.mkdir(parents=True, exist_ok=True)
-    configuration = copy.deepcopy(tiny.TINY_CONFIGURATION)
-    if size == "full":
-        configuration["model"]["model_cfg"] = dict(MODELSCOPE_MODEL_CFG)
-        clip_cfg = open_clip.get_model_config("ViT-H-14")
-    else:
-        clip_cfg = tiny.TINY_VIT_H_14
-        (folder / tiny.TINY_CONFIG_DIR).mkdir(exist_ok=True)
-        (folder / tiny.TINY_CONFIG_DIR / "ViT-H-14.json").write_text(json.dumps(clip_cfg))
-    (folder / "configuration.json").write_text(json.dumps(configuration, indent=2))
-    cfg = configuration["model"]["model_cfg"]
-    generator = torch.Generator().manual_seed(0)
-    with torch.device("meta"):
-        unet = UNetSD(in_dim=cfg["unet_in_dim"], dim=cfg["unet_dim"], y_dim=cfg["unet_y_dim"],
-                      context_dim=cfg["unet_context_dim"], out_dim=cfg["unet_out_dim"], dim_mult=cfg["unet_dim_mult"],
-                      num_heads=cfg["unet_num_heads"], head_dim=cfg["unet_head_dim"],
-                      num_res_blocks=cfg["unet_res_blocks"], attn_scales=cfg["unet_attn_scales"],
-                      dropout=cfg["unet_dropout"], temporal_attention=cfg["temporal_attention"] == "True")
-        vae = AutoencoderKL(tiny._VAE_DDCONFIG, 4)
-        clip = open_clip.model.CLIP(embed_dim=clip_cfg["embed_dim"], vision_cfg=clip_cfg["vision_cfg"],
-                                    text_cfg=clip_cfg["text_cfg"])
-    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in (("unet", unet), ("vae", vae))}
-    counts["clip_text"] = sum(p.numel() for n, p in clip.named_parameters() if not n.startswith("visual."))
-    torch.save(tiny._tiny_state_dict(unet, generator), folder / tiny.CKPT_UNET)
-    vae_state = tiny._tiny_state_dict(vae, generator)
-    torch.save({"state_dict": {f"first_stage_model.{k}": v for k, v in vae_state.items()}},
-               folder / tiny.CKPT_AUTOENCODER)
-    torch.save(tiny._tiny_state_dict(clip, generator), folder / tiny.CKPT_CLIP)
-    return counts
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -381,6 +223,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vid2vid_widgets.captioning import BlipCaptioner
     from vid2vid_widgets.generation.diffusers_t2v import DiffusersTextToVideo
     from vid2vid_widgets.models import REGISTRY
+    from vid2vid_widgets.tiny import blip as tiny_blip
+    from vid2vid_widgets.tiny import text_to_video as tiny_t2v
 
     card = torch.cuda.get_device_name() if not smoke else f"CPU ({platform.processor() or platform.machine()})"
     total_mem = f", {torch.cuda.get_device_properties(0).total_memory / GB:.1f} GB" if not smoke else ""
@@ -394,9 +238,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows: List[Dict[str, Any]] = []
     try:
         started = time.perf_counter()
-        save_dtype = torch.float16 if dtype == "float16" else torch.float32
-        t2v_counts = build_t2v_folder(work / "t2v", size_name, device, save_dtype)
-        blip_params = build_blip_folder(work / "blip", size_name, device)
+        # Saved in the run's dtype only: as the "fp16" variant on CUDA, like the files fetched there.
+        t2v_counts = tiny_t2v.build(work / "t2v", device=device, save_dtypes=(dtype,), **T2V_SIZES[size_name])
+        _free()
+        blip_params = tiny_blip.build(work / "blip", device=device, **BLIP_SIZES[size_name])
+        _free()
         print(f"built random folders in {time.perf_counter() - started:.0f} s: t2v "
               + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in t2v_counts.items())
               + f"; BLIP {blip_params / 1e6:.1f} M parameters", flush=True)
@@ -463,8 +309,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             except MissingDependencyError as exc:
                 print(f"modelscope backend: skipped: {exc}")
             else:
+                from vid2vid_widgets.tiny import modelscope as tiny_modelscope  # needs the extra
+
                 started = time.perf_counter()
-                counts = build_modelscope_folder(work / "modelscope", size_name)
+                counts = tiny_modelscope.build(work / "modelscope", **MODELSCOPE_SIZES[size_name])
                 print(f"modelscope folder built in {time.perf_counter() - started:.0f} s: "
                       + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in counts.items()), flush=True)
                 started = time.perf_counter()

@@ -48,7 +48,7 @@ def build_components(folder: Path) -> None:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from vid2vid_widgets._tiny_t2v import SCHEDULER_CONFIG, build_tiny_text_to_video
+    from vid2vid_widgets.tiny.text_to_video import SCHEDULER_CONFIG, build as build_tiny_text_to_video
 
     tiny = folder / "_tiny"
     build_tiny_text_to_video(tiny)

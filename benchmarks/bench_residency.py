@@ -67,7 +67,7 @@ def build_mid_text_to_video(folder: Path) -> Dict[str, int]:
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from vid2vid_widgets._tiny_t2v import build_tiny_text_to_video
+    from vid2vid_widgets.tiny.text_to_video import build as build_tiny_text_to_video
 
     tiny = folder / "_tiny"
     build_tiny_text_to_video(tiny)
@@ -215,7 +215,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("VID2VID_TINY_MODELS", str(work / "tiny-models"))
     try:
         from vid2vid_widgets._compat import resolve_device
-        from vid2vid_widgets.testing import tiny_model_path
+        from vid2vid_widgets.tiny import tiny_model_path
 
         device, dtype = resolve_device("auto", "auto", warn=False)
         print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "

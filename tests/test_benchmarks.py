@@ -80,7 +80,7 @@ def test_bench_captioning_smallest():
 
 @pytest.mark.slow
 def test_bench_loop_overhead_smallest(_tiny_models_root):
-    from vid2vid_widgets.testing import tiny_model_path
+    from vid2vid_widgets.tiny import tiny_model_path
 
     # The tiny model has the same folder layout as the mid-size one the benchmark builds: reuse it.
     out = run_script("bench_loop_overhead.py", "--folder", tiny_model_path("text-to-video"), "--frames", "2",

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from vid2vid_widgets import video
-from vid2vid_widgets._tiny_blip import tiny_blip_vocab
+from vid2vid_widgets.tiny.blip import tiny_blip_vocab
 from vid2vid_widgets.captioning import BlipCaptioner, Caption, clean_caption, consensus_caption
 from vid2vid_widgets.errors import GenerationCancelled, GPUOutOfMemoryError, InvalidSettingsError, ModelLoadError
 from vid2vid_widgets.models import REGISTRY
 from vid2vid_widgets.progress import CancelToken
-from vid2vid_widgets.testing import tiny_model_path
+from vid2vid_widgets.tiny import tiny_model_path
 
 K = 3
 

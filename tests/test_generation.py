@@ -14,7 +14,7 @@ from vid2vid_widgets.errors import GenerationCancelled, GPUOutOfMemoryError, Mod
 from vid2vid_widgets.generation.base import GeneratedFrames, GenerationSettings, Generator
 from vid2vid_widgets.generation.diffusers_t2v import DEFAULT_T2V_MODEL, DiffusersTextToVideo
 from vid2vid_widgets.progress import CancelToken
-from vid2vid_widgets.testing import tiny_model_path
+from vid2vid_widgets.tiny import tiny_model_path
 
 SETTINGS = GenerationSettings(
     prompt="a cat runs on the beach at sunset",

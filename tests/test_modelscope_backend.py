@@ -37,7 +37,7 @@ def _need_extra() -> None:
 @pytest.fixture(scope="module")
 def tiny_folder() -> str:
     _need_extra()
-    from vid2vid_widgets.testing import tiny_model_path
+    from vid2vid_widgets.tiny import tiny_model_path
 
     return tiny_model_path("modelscope")
 

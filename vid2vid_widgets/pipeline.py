@@ -145,7 +145,7 @@ class Vid2VidPipeline:
         model_id = captioner
         if model_id is None:
             if self.models == "tiny":
-                from .testing import tiny_model_path
+                from .tiny import tiny_model_path
 
                 model_id = tiny_model_path("captioner")
             else:

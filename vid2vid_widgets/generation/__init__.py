@@ -44,7 +44,7 @@ def make_generator(
         return backend
     module_name, class_name, tiny_role = _backend_entry(backend or DEFAULT_BACKEND)
     if model_id is None and models == "tiny":
-        from ..testing import tiny_model_path
+        from ..tiny import tiny_model_path
 
         model_id = tiny_model_path(tiny_role)
     cls = getattr(importlib.import_module(module_name), class_name)

@@ -26,58 +26,68 @@ ViT-H-14 config that open_clip ships).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Union
+from types import MappingProxyType
+from typing import Any, Dict, Mapping, Optional, Union
 
-TINY_CONFIG_DIR = "open_clip_config"  # the backend looks for this folder to register the tiny ViT-H-14
+# the folder the backend looks for to register a folder's own (tiny) ViT-H-14
+from ..generation.modelscope_t2v import TINY_CONFIG_DIR
 
 CKPT_CLIP = "open_clip_pytorch_model.bin"
 CKPT_UNET = "text2video_pytorch_model.pth"
 CKPT_AUTOENCODER = "VQGAN_autoencoder.pth"
 
-# Same keys as the real configuration.json; only the UNet sizes are small. unet_context_dim stays
-# 1024 because the text encoder's width is 1024 and the UNet decoder hard-codes it anyway.
-TINY_CONFIGURATION = {
-    "framework": "pytorch",
-    "task": "text-to-video-synthesis",
-    "model": {
-        "type": "latent-text-to-video-synthesis",
-        "model_args": {
-            "ckpt_clip": CKPT_CLIP,
-            "ckpt_unet": CKPT_UNET,
-            "ckpt_autoencoder": CKPT_AUTOENCODER,
-            "max_frames": 16,
-            "tiny_gpu": 1,  # as in the real config; the backend places components itself
-        },
-        "model_cfg": {
-            "unet_in_dim": 4,
-            "unet_dim": 32,  # GroupNorm(32) needs multiples of 32
-            "unet_y_dim": 32,
-            "unet_context_dim": 1024,
-            "unet_out_dim": 4,
-            "unet_dim_mult": [1, 2],  # one downsample: latents need even sides
-            "unet_num_heads": 2,
-            "unet_head_dim": 16,
-            "unet_res_blocks": 1,
-            "unet_attn_scales": [1, 0.5],
-            "unet_dropout": 0.1,
-            "temporal_attention": "True",
-            "num_timesteps": 1000,
-            "mean_type": "eps",
-            "var_type": "fixed_small",
-            "loss_type": "mse",
-        },
-    },
-    "pipeline": {"type": "latent-text-to-video-synthesis"},
-}
+# The UNet sizes of the tiny model: the default of build(). Same keys as the real configuration.json
+# (whose sizes are in benchmarks/bench_gpu.py). unet_context_dim stays 1024 because the text
+# encoder's width is 1024 and the UNet decoder hard-codes it anyway.
+TINY_MODEL_CFG: Mapping[str, Any] = MappingProxyType({
+    "unet_in_dim": 4,
+    "unet_dim": 32,  # GroupNorm(32) needs multiples of 32
+    "unet_y_dim": 32,
+    "unet_context_dim": 1024,
+    "unet_out_dim": 4,
+    "unet_dim_mult": [1, 2],  # one downsample: latents need even sides
+    "unet_num_heads": 2,
+    "unet_head_dim": 16,
+    "unet_res_blocks": 1,
+    "unet_attn_scales": [1, 0.5],
+    "unet_dropout": 0.1,
+    "temporal_attention": "True",
+    "num_timesteps": 1000,
+    "mean_type": "eps",
+    "var_type": "fixed_small",
+    "loss_type": "mse",
+})
 
-TINY_VIT_H_14 = {
+
+def _configuration(model_cfg: Mapping[str, Any] = TINY_MODEL_CFG) -> Dict[str, Any]:
+    """The ``configuration.json`` of a model folder: the real one's keys, with ``model_cfg`` as its sizes."""
+    return {
+        "framework": "pytorch",
+        "task": "text-to-video-synthesis",
+        "model": {
+            "type": "latent-text-to-video-synthesis",
+            "model_args": {
+                "ckpt_clip": CKPT_CLIP,
+                "ckpt_unet": CKPT_UNET,
+                "ckpt_autoencoder": CKPT_AUTOENCODER,
+                "max_frames": 16,
+                "tiny_gpu": 1,  # as in the real config; the backend places components itself
+            },
+            "model_cfg": copy.deepcopy(dict(model_cfg)),
+        },
+        "pipeline": {"type": "latent-text-to-video-synthesis"},
+    }
+
+
+TINY_VIT_H_14: Mapping[str, Any] = MappingProxyType({
     "embed_dim": 1024,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 1024, "heads": 16, "layers": 2},
-}
+})
 
 # The VAE architecture TextToVideoSynthesis builds (copied from its __init__: it is not configurable).
 _VAE_DDCONFIG = {
@@ -88,7 +98,7 @@ _VAE_DDCONFIG = {
 _ROW_STRIDE = 5  # distance between the windows of consecutive rows in a weight's random pool
 
 
-def _tiny_state_dict(module, generator) -> Dict[str, Any]:  # values: torch tensors
+def _strided_random_weights(module, generator) -> Dict[str, Any]:  # values: torch tensors
     """Random weights for every entry of ``module``'s state dict, as small strided views.
 
     ``module`` may live on the meta device: only names, shapes and module types are read.
@@ -129,11 +139,22 @@ def _tiny_state_dict(module, generator) -> Dict[str, Any]:  # values: torch tens
     return state
 
 
-def build_tiny_modelscope(folder: Union[str, Path]) -> str:
-    """Write a tiny random ``damo/text-to-video-synthesis``-layout model folder; return its path.
+def build(
+    folder: Union[str, Path],
+    *,
+    model_cfg: Mapping[str, Any] = TINY_MODEL_CFG,
+    clip_cfg: Optional[Mapping[str, Any]] = TINY_VIT_H_14,
+) -> Dict[str, int]:
+    """Write a random ``damo/text-to-video-synthesis``-layout model folder; return parameter counts.
 
-    Needs the ``[modelscope]`` extra (modelscope and open_clip_torch==2.24.0) and takes well under a
-    second; the folder holds a few MB.
+    By default the tiny one: well under a second, a few MB. ``model_cfg`` is the UNet part of
+    ``configuration.json``; ``clip_cfg`` the open_clip "ViT-H-14" config, written to the folder's
+    ``open_clip_config/`` for the backend to register, or None for the one open_clip ships (the real
+    checkpoint's). The VAE is always the hard-coded one. Weights are strided views of small random
+    pools whatever the sizes (see the module docstring), so even the full sizes stay small on disk;
+    the modules are only ever built on the meta device. Counts: "unet", "vae", "clip_text" (the
+    text tower, the part the model uses). Needs the ``[modelscope]`` extra (modelscope and
+    open_clip_torch==2.24.0).
     """
     import open_clip
     import torch
@@ -144,12 +165,15 @@ def build_tiny_modelscope(folder: Union[str, Path]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)  # the same folder every time
 
-    (folder / "configuration.json").write_text(json.dumps(TINY_CONFIGURATION, indent=2) + "\n")
-    config_dir = folder / TINY_CONFIG_DIR
-    config_dir.mkdir(exist_ok=True)
-    (config_dir / "ViT-H-14.json").write_text(json.dumps(TINY_VIT_H_14, indent=2) + "\n")
+    (folder / "configuration.json").write_text(json.dumps(_configuration(model_cfg), indent=2) + "\n")
+    if clip_cfg is None:
+        clip_cfg = open_clip.get_model_config("ViT-H-14")
+    else:
+        config_dir = folder / TINY_CONFIG_DIR
+        config_dir.mkdir(exist_ok=True)
+        (config_dir / "ViT-H-14.json").write_text(json.dumps(dict(clip_cfg), indent=2) + "\n")
 
-    cfg = TINY_CONFIGURATION["model"]["model_cfg"]
+    cfg = model_cfg
     with torch.device("meta"):  # shapes only: no memory, no random init
         unet = UNetSD(
             in_dim=cfg["unet_in_dim"], dim=cfg["unet_dim"], y_dim=cfg["unet_y_dim"],
@@ -160,19 +184,21 @@ def build_tiny_modelscope(folder: Union[str, Path]) -> str:
             temporal_attention=cfg["temporal_attention"] == "True",
         )
         vae = AutoencoderKL(_VAE_DDCONFIG, 4)
-        # the class open_clip builds for ViT-H-14, straight from the tiny config
+        # the class open_clip builds for ViT-H-14, straight from the config
         clip = open_clip.model.CLIP(
-            embed_dim=TINY_VIT_H_14["embed_dim"],
-            vision_cfg=TINY_VIT_H_14["vision_cfg"],
-            text_cfg=TINY_VIT_H_14["text_cfg"],
+            embed_dim=clip_cfg["embed_dim"],
+            vision_cfg=clip_cfg["vision_cfg"],
+            text_cfg=clip_cfg["text_cfg"],
         )
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in (("unet", unet), ("vae", vae))}
+    counts["clip_text"] = sum(p.numel() for n, p in clip.named_parameters() if not n.startswith("visual."))
 
-    torch.save(_tiny_state_dict(unet, generator), folder / CKPT_UNET)
-    vae_state = _tiny_state_dict(vae, generator)
+    torch.save(_strided_random_weights(unet, generator), folder / CKPT_UNET)
+    vae_state = _strided_random_weights(vae, generator)
     torch.save({"state_dict": {f"first_stage_model.{k}": v for k, v in vae_state.items()}},
                folder / CKPT_AUTOENCODER)
-    torch.save(_tiny_state_dict(clip, generator), folder / CKPT_CLIP)
-    return str(folder)
+    torch.save(_strided_random_weights(clip, generator), folder / CKPT_CLIP)
+    return counts
 
 
-__all__ = ["build_tiny_modelscope", "TINY_CONFIG_DIR", "TINY_CONFIGURATION", "TINY_VIT_H_14"]
+__all__ = ["build", "TINY_CONFIG_DIR", "TINY_MODEL_CFG", "TINY_VIT_H_14"]

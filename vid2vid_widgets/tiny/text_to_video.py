@@ -9,9 +9,13 @@ fixed seed: the frames are coloured noise, but the same noise every time it is b
 from __future__ import annotations
 
 import copy
+import gc
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import padded_vocab
 
 SEED = 0
 
@@ -41,6 +45,33 @@ SCHEDULER_CONFIG = {
 }
 
 
+# The tiny sizes: the defaults of build(). The published ones (ali-vilab/text-to-video-ms-1.7b) are
+# in benchmarks/bench_gpu.py; the classes' own defaults fill in whatever a size dict leaves out.
+TINY_UNET: Mapping[str, Any] = MappingProxyType(dict(
+    sample_size=4,
+    block_out_channels=(8, 16),
+    layers_per_block=1,
+    down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    cross_attention_dim=16,
+    attention_head_dim=4,
+    norm_num_groups=4,
+))
+TINY_VAE: Mapping[str, Any] = MappingProxyType(dict(
+    block_out_channels=(8, 8, 8, 8),  # 4 blocks (always): scale factor 8, like the real VAE
+    norm_num_groups=2,
+    layers_per_block=1,
+    sample_size=32,
+))
+TINY_TEXT: Mapping[str, Any] = MappingProxyType(dict(
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    projection_dim=16,
+))
+
+
 def tiny_vocab_and_merges(words: Tuple[str, ...] = WORDS) -> Tuple[Dict[str, int], List[str]]:
     """A CLIP-style BPE vocabulary: specials, single characters, and left-to-right merges to whole words.
 
@@ -65,8 +96,26 @@ def tiny_vocab_and_merges(words: Tuple[str, ...] = WORDS) -> Tuple[Dict[str, int
     return vocab, merges
 
 
-def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
-    """Write tiny random text-to-video components into ``folder`` and return its path as a string."""
+def build(
+    folder: Union[str, Path],
+    *,
+    unet: Mapping[str, Any] = TINY_UNET,
+    vae: Mapping[str, Any] = TINY_VAE,
+    text: Mapping[str, Any] = TINY_TEXT,
+    vocab_size: Optional[int] = None,
+    device: str = "cpu",
+    save_dtypes: Sequence[str] = ("float16", "float32"),
+) -> Dict[str, int]:
+    """Write random text-to-video components into ``folder``; return each one's parameter count.
+
+    By default the tiny ones (well under a second on a CPU). ``unet`` holds ``UNet3DConditionModel``
+    arguments, ``vae`` ``AutoencoderKL`` sizes (always 4 blocks and 4 latent channels, as the real
+    VAE), ``text`` ``CLIPTextConfig`` sizes. ``vocab_size`` grows the tokenizer's vocabulary with
+    unused tokens to the real table size (49408), so the text encoder's embedding has the real shape.
+    Components are built on ``device`` (random init of 1.4 B parameters: seconds on a GPU, minutes on
+    a CPU) one at a time, and each is saved once per entry of ``save_dtypes``: "float16" as the "fp16"
+    variant (the files fetched on CUDA), "float32" as the plain files.
+    """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -78,6 +127,8 @@ def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
 
     # Hand-written vocab.json + merges.txt + tokenizer_config.json: the files the real repo ships.
     vocab, merges = tiny_vocab_and_merges()
+    if vocab_size is not None:
+        vocab = padded_vocab(vocab, vocab_size, "<|unused{}|>")
     tokenizer_dir = folder / "tokenizer"
     tokenizer_dir.mkdir(exist_ok=True)
     (tokenizer_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -100,49 +151,37 @@ def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
             f"expected {len(vocab)} and 77"
         )
 
-    torch.manual_seed(SEED)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            projection_dim=16,
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-        )
+    text_config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        **text,
+        max_position_embeddings=77,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
     )
-    torch.manual_seed(SEED + 1)
-    unet = UNet3DConditionModel(
-        sample_size=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=4,
+    makers = (
+        ("text_encoder", lambda: CLIPTextModel(text_config)),
+        ("unet", lambda: UNet3DConditionModel(**unet)),
+        ("vae", lambda: AutoencoderKL(
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            **vae,
+        )),
     )
-    torch.manual_seed(SEED + 2)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),  # 4 blocks: scale factor 8, like the real VAE
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=2,
-        layers_per_block=1,
-        sample_size=32,
-    )
-    scheduler = DDIMScheduler.from_config({k: v for k, v in SCHEDULER_CONFIG.items() if k != "_class_name"})
+    counts: Dict[str, int] = {}
+    for offset, (name, make) in enumerate(makers):
+        torch.manual_seed(SEED + offset)
+        with torch.device(device):
+            model = make()
+        counts[name] = sum(p.numel() for p in model.parameters())
+        _save(model, folder / name, save_dtypes)
+        del model
+        if torch.device(device).type == "cuda":  # a full-size UNet is gigabytes: free it before the next
+            gc.collect()
+            torch.cuda.empty_cache()
 
-    # The real repo also carries fp16 files: writing them lets GPU runs exercise the variant path.
-    # fp16 first, fp32 last: each save rewrites config.json, and its recorded dtype must be fp32.
-    for name, model in (("text_encoder", text_encoder), ("unet", unet), ("vae", vae)):
-        copy.deepcopy(model).half().save_pretrained(folder / name, variant="fp16")
-        model.save_pretrained(folder / name)
+    scheduler = DDIMScheduler.from_config({k: v for k, v in SCHEDULER_CONFIG.items() if k != "_class_name"})
     scheduler.save_pretrained(folder / "scheduler")
 
     model_index = {
@@ -155,7 +194,22 @@ def build_tiny_text_to_video(folder: Union[str, Path]) -> str:
         "vae": ["diffusers", "AutoencoderKL"],
     }
     (folder / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n", encoding="utf-8")
-    return str(folder)
+    return counts
 
 
-__all__ = ["build_tiny_text_to_video", "tiny_vocab_and_merges", "WORDS", "SCHEDULER_CONFIG"]
+def _save(model, path: Path, dtypes: Sequence[str]) -> None:
+    """Save ``model`` once per dtype, in the order given; the last save converts in place (no copy).
+
+    Each save rewrites config.json, so the last dtype is the one it records: the tiny model saves
+    "float16" first and "float32" last, so its plain files and config say fp32.
+    """
+    import torch
+
+    for index, name in enumerate(dtypes):
+        dtype = getattr(torch, name)
+        last = index == len(dtypes) - 1
+        copy_or_self = model if last else copy.deepcopy(model)
+        copy_or_self.to(dtype=dtype).save_pretrained(path, variant="fp16" if dtype == torch.float16 else None)
+
+
+__all__ = ["build", "tiny_vocab_and_merges", "WORDS", "SCHEDULER_CONFIG", "TINY_UNET", "TINY_VAE", "TINY_TEXT"]
