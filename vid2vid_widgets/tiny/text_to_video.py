@@ -96,6 +96,30 @@ def tiny_vocab_and_merges(words: Tuple[str, ...] = WORDS) -> Tuple[Dict[str, int
     return vocab, merges
 
 
+def _like_a_trained_vae(vae: Any) -> Any:
+    """Give a random VAE the two properties every trained one has, so video-to-video behaves as it would.
+
+    1. A near-deterministic posterior: trained encoders output a tiny variance, random ones about 1,
+       which would bury the input under sampling noise. The log-variance half of ``quant_conv`` is
+       set to a constant -10 (a standard deviation of e^-5, under 1 % of the latents' spread).
+    2. Latents of unit spread after scaling: ``scaling_factor`` is chosen as 1 / (standard deviation
+       of the posterior mean on a fixed test pattern), the way 0.18215 was chosen for Stable Diffusion's
+       VAE on images. With a random VAE's factor left at 0.18215 the input would be 1/30 of the noise.
+    """
+    import torch
+
+    with torch.no_grad():
+        half = vae.quant_conv.out_channels // 2
+        vae.quant_conv.weight[half:] = 0
+        vae.quant_conv.bias[half:] = -10.0
+        size = int(vae.config.sample_size) if isinstance(vae.config.sample_size, int) else 32
+        y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        pattern = torch.stack([x, y, x * y])[None].to(vae.quant_conv.weight.device)  # smooth, all channels
+        spread = float(vae.encode(pattern).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=round(1.0 / max(spread, 1e-6), 5))
+    return vae
+
+
 def build(
     folder: Union[str, Path],
     *,
@@ -162,12 +186,12 @@ def build(
     makers = (
         ("text_encoder", lambda: CLIPTextModel(text_config)),
         ("unet", lambda: UNet3DConditionModel(**unet)),
-        ("vae", lambda: AutoencoderKL(
+        ("vae", lambda: _like_a_trained_vae(AutoencoderKL(
             down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4,
             latent_channels=4,
             **vae,
-        )),
+        ))),
     )
     counts: Dict[str, int] = {}
     for offset, (name, make) in enumerate(makers):

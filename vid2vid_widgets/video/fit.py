@@ -38,7 +38,8 @@ def fit_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     box = crop_box(frames.shape[2], frames.shape[1], width, height)
     out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.LANCZOS, box=box))
+        # Crop first: resize(box=...) would let the filter reach past the box and blend in the edges.
+        out[i] = np.asarray(Image.fromarray(frame).crop(box).resize((width, height), Image.Resampling.LANCZOS))
     return out
 
 
