@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from .. import models as _models
-from .._compat import free_cuda_cache, resolve_device, torch_dtype
+from .._compat import free_cuda_cache, resolve_device, torch_dtype, transformers_dtype_kwarg
 from ..errors import GPUOutOfMemoryError, ModelLoadError
 from ..models import ModelKey
 from ..progress import CancelToken, ProgressCallback, StepReporter
@@ -116,7 +116,7 @@ def _load_components(
     try:
         # The scheduler config first: it is tiny and fails clearly when the model is not there at all.
         scheduler_config = dict(DDIMScheduler.load_config(model_id_path, subfolder="scheduler", revision=revision))
-        text_encoder = weights(CLIPTextModel.from_pretrained, "text_encoder", "dtype")
+        text_encoder = weights(CLIPTextModel.from_pretrained, "text_encoder", transformers_dtype_kwarg())
         unet = weights(UNet3DConditionModel.from_pretrained, "unet", "torch_dtype")
         vae = weights(AutoencoderKL.from_pretrained, "vae", "torch_dtype")
         tokenizer = CLIPTokenizer.from_pretrained(model_id_path, subfolder="tokenizer", revision=revision)
