@@ -28,10 +28,17 @@ case "$SET" in
     )
     ;;
   lowest)
+    # The lower bounds in pyproject.toml. Where no wheel for this Python (3.11) exists, the lowest one
+    # that has one: numpy 1.23.2 (not 1.23.0), pillow 9.3.0 (not 9.0). Companions those need:
+    # tokenizers 0.19 (transformers 4.40), scipy 1.11 (.venv's scipy needs numpy>=1.25; diffusers
+    # imports scipy when present), IPython 7's decorator/backcall/pickleshare, ipython-genutils.
+    # IPython 7.23.1, not 7.23.0: .venv's ipykernel (the notebook tests' kernel) needs 7.23.1.
     PINS=(
       "ipywidgets==7.7.0" "ipython-genutils==0.2.0"
       "diffusers==0.30.0" "transformers==4.40.0" "tokenizers==0.19.1"
       "huggingface_hub==0.23.2" "accelerate==0.30.0" "safetensors==0.4.1"
+      "numpy==1.23.2" "pillow==9.3.0" "av==18.0.0" "scipy==1.11.4"
+      "ipython==7.23.1" "decorator==5.1.1" "backcall==0.2.0" "pickleshare==0.7.5"
     )
     ;;
   *) echo "unknown set '$SET' (colab or lowest)" >&2; exit 2 ;;
