@@ -142,3 +142,70 @@ def get_titles(container: Any) -> List[str]:
     if ipywidgets_major() >= 8:
         return list(container.titles)
     return [container.get_title(i) or "" for i in range(len(container.children))]
+
+
+# -- transformers 4 / 5 differences ---------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def transformers_dtype_kwarg() -> str:
+    """The ``from_pretrained`` keyword for the weights' dtype: ``dtype`` from transformers 4.56 on
+    (``torch_dtype`` is deprecated there), ``torch_dtype`` before (where ``dtype`` reaches the model's
+    ``__init__`` and fails)."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def from_pretrained_with_dtype(cls: Any, source: str, *, revision: Any, dtype: Any) -> Any:
+    """``cls.from_pretrained(source)`` in ``dtype`` under the keyword this transformers version reads.
+
+    Remote code is never trusted: only stock transformers classes are loaded this way.
+    """
+    if transformers_dtype_kwarg() == "dtype":
+        return cls.from_pretrained(source, revision=revision, dtype=dtype, trust_remote_code=False)
+    return cls.from_pretrained(source, revision=revision, torch_dtype=dtype, trust_remote_code=False)
+
+
+def hub_errors() -> Tuple[type, ...]:
+    """huggingface_hub's errors for "not found / offline / bad id", in any version.
+
+    ``huggingface_hub.utils`` exports them in every version from 0.23 to 2.x; ``huggingface_hub.errors``
+    only gained ``HfHubHTTPError`` later (0.23 has the module without it).
+    """
+    try:
+        from huggingface_hub import utils as hub_utils
+    except ImportError:  # pragma: no cover - huggingface_hub is a hard dependency
+        return ()
+    names = ("HfHubHTTPError", "HFValidationError", "OfflineModeIsEnabled")
+    return tuple(getattr(hub_utils, name) for name in names if hasattr(hub_utils, name))
+
+
+def bert_tokenizer_fast(vocab: "dict[str, int]", **kwargs: Any):
+    """A ``BertTokenizerFast`` with exactly ``vocab`` (used by the tiny test models).
+
+    transformers 5 takes the vocabulary as a dict (``vocab=``) and silently ignores ``vocab_file=``;
+    transformers 4 only reads a ``vocab_file`` (a dict there fails with "stat: path should be string").
+    """
+    from transformers import BertTokenizerFast
+
+    if transformers_major() >= 5:
+        tokenizer = BertTokenizerFast(vocab=vocab, **kwargs)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "vocab.txt")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.writelines(token + "\n" for token in sorted(vocab, key=vocab.__getitem__))
+            tokenizer = BertTokenizerFast(vocab_file=path, **kwargs)
+    if len(tokenizer) != len(vocab):
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, expected {len(vocab)}")
+    return tokenizer

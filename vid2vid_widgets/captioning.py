@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._compat import resolve_device, torch_dtype
+from ._compat import from_pretrained_with_dtype, hub_errors, resolve_device, torch_dtype
 from .errors import InvalidSettingsError, ModelLoadError
 from .models import REGISTRY, ModelKey, is_local_folder, model_source
 from .oom import out_of_memory_advice, out_of_memory_guard
@@ -106,14 +106,8 @@ def consensus_caption(captions: Sequence[str]) -> str:
 
 def _load_errors() -> Tuple[type, ...]:
     """What a failed ``from_pretrained`` raises: missing files, no network, bad ids, bad revisions."""
-    errors: List[type] = [OSError]  # EnvironmentError is OSError; transformers wraps most failures in it
-    try:
-        from huggingface_hub import errors as hub_errors
-
-        errors += [hub_errors.HfHubHTTPError, hub_errors.HFValidationError, hub_errors.OfflineModeIsEnabled]
-    except ImportError:  # older huggingface_hub: OSError already covers its errors
-        pass
-    return tuple(errors)
+    # EnvironmentError is OSError; transformers wraps most failures in it.
+    return (OSError,) + hub_errors()
 
 
 def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException) -> str:
@@ -154,8 +148,8 @@ def _load_blip(model_id: str, revision: Optional[str], device: str, dtype: str) 
     try:
         # BLIP is a built-in transformers architecture: remote code is never needed, never trusted.
         processor = BlipProcessor.from_pretrained(source, revision=revision, trust_remote_code=False)
-        model = BlipForConditionalGeneration.from_pretrained(
-            source, revision=revision, dtype=torch_dtype(dtype), trust_remote_code=False
+        model = from_pretrained_with_dtype(
+            BlipForConditionalGeneration, source, revision=revision, dtype=torch_dtype(dtype)
         )
     except _load_errors() as exc:
         raise ModelLoadError(_load_error_message(model_id, revision, exc)) from exc

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .._compat import torch_dtype
+from .._compat import torch_dtype, transformers_dtype_kwarg
 from ..errors import ModelLoadError
 from ..models import is_local_folder, model_source
 from .base import GenerationSettings, GeneratorBase, Sampler, truncation_note
@@ -106,7 +106,7 @@ def _load_components(
     try:
         # The scheduler config first: it is tiny and fails clearly when the model is not there at all.
         scheduler_config = dict(DDIMScheduler.load_config(model_id_path, subfolder="scheduler", revision=revision))
-        text_encoder = weights(CLIPTextModel.from_pretrained, "text_encoder", "dtype")
+        text_encoder = weights(CLIPTextModel.from_pretrained, "text_encoder", transformers_dtype_kwarg())
         unet = weights(UNet3DConditionModel.from_pretrained, "unet", "torch_dtype")
         vae = weights(AutoencoderKL.from_pretrained, "vae", "torch_dtype")
         tokenizer = CLIPTokenizer.from_pretrained(model_id_path, subfolder="tokenizer", revision=revision)

@@ -88,12 +88,13 @@ def build(
     """
     import torch
     from transformers import (
-        BertTokenizerFast,
         BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessor,
         BlipProcessor,
     )
+
+    from .._compat import bert_tokenizer_fast
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,9 +102,8 @@ def build(
     vocab = tiny_blip_vocab()
     if vocab_size is not None:
         vocab = padded_vocab(vocab, vocab_size - 1, "[unused{}]")  # [DEC] comes last
-    # transformers 5 trap: BertTokenizerFast(vocab_file=...) is silently ignored and leaves a
-    # 5-token vocab, so the vocabulary is passed as a dict.
-    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=512)
+    # transformers 4 reads only vocab_file=, 5 only vocab= (a dict): _compat answers both.
+    tokenizer = bert_tokenizer_fast(vocab, do_lower_case=True, model_max_length=512)
     # BLIP's decoder starts every caption with [DEC] (its bos), exactly like the real checkpoint.
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
 
