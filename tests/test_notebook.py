@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -54,4 +55,10 @@ def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
     assert "Different seeds give different videos: True" in everything
     assert "Same seed, same words, same video: True" in everything
     assert "The negative prompt changed the video: True" in everything
-    assert len(list((tmp_path / "vid2vid-runs" / "runs").iterdir())) == 4  # 2 seeds + 2 negative prompt runs
+    strengths = next(c for c in nb.cells if "strength=s" in c.source)
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in strengths.outputs)  # the three videos side by side
+    assert any("image/png" in o.get("data", {}) for o in strengths.outputs)
+    runs = [json.loads((d / "run.json").read_text()) for d in (tmp_path / "vid2vid-runs" / "runs").iterdir()]
+    assert len(runs) == 7  # 2 seeds + 2 negative prompt runs + 3 strengths
+    assert sorted(r["settings"]["strength"] for r in runs) == [0.3, 0.6, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert all(r["input"]["name"] == "bikes.mp4" for r in runs if r["settings"]["strength"] < 1)
