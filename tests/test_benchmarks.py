@@ -93,3 +93,10 @@ def test_bench_backends_smallest(_tiny_models_root):
     out = run_script("bench_backends.py", "--frames", "2", "--size", "64", "--steps", "2", "--repeats", "1")
     assert "diffusers  load" in out and "generate median" in out
     assert "modelscope" in out  # measured, or skipped with the reason when the extra is missing
+
+
+@pytest.mark.slow
+def test_bench_video_to_video_quick():
+    out = run_script("bench_video_to_video.py", "--quick")
+    assert "time: prepare input" in out and "% at 25 steps" in out
+    assert "memory: encode+decode of 4 frames" in out and "slices of 4" in out
