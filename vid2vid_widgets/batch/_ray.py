@@ -131,6 +131,7 @@ def _stream(ray: Any, job: BatchJob, plans: List[Dict[str, Any]], done, concurre
         return
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the batch has its own bar
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # and its own summary line
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = int(concurrency or max(1, gpus))
     resources = {"num_gpus": 1} if gpus else {"num_gpus": 0, "num_cpus": 0.25}
@@ -138,7 +139,8 @@ def _stream(ray: Any, job: BatchJob, plans: List[Dict[str, Any]], done, concurre
     ds = ray.data.from_items([{"row": json.dumps(p)} for p in plans], override_num_blocks=len(plans))
     ds = ds.map_batches(prepare_batch, batch_size=1, batch_format="pandas", num_cpus=0.5,
                         fn_kwargs={"done": done, "caption_frames": job.caption_frames})
-    ds = ds.map_batches(ModelStage, batch_size=1, batch_format="pandas", concurrency=actors,
+    ds = ds.map_batches(ModelStage, batch_size=1, batch_format="pandas",
+                        compute=ray.data.ActorPoolStrategy(size=actors),
                         fn_constructor_kwargs={"job": dataclasses.asdict(job), "env": env}, **resources)
     for record in ds.iter_rows():
         yield json.loads(record["row"])

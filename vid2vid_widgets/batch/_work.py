@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..captioning import Caption
-from ..errors import MissingDependencyError, ModelLoadError, OutputNotWritableError
+from ..errors import InvalidVideoError, MissingDependencyError, ModelLoadError, OutputNotWritableError
+from ..generation import DEFAULT_BACKEND
 from ..generation.base import GenerationSettings
 from ..pipeline import LoadedVideo, Vid2VidPipeline, caption_frames_of
 from ..runs import file_digest
@@ -55,13 +57,17 @@ def plan_item(job: BatchJob, item: BatchItem, index: int) -> Dict[str, Any]:
     """The row an item starts as: its path, effective settings and the key a rerun looks it up by."""
     overrides = {k: v for k, v in (("seed", item.seed), ("strength", item.strength)) if v is not None}
     prompt = item.prompt or job.prompt_template or CAPTION_PLACEHOLDER
-    models = {k: job.pipeline_options.get(k) for k in ("models", "captioner", "caption_frames")}
+    # Defaults spelled out, so the command line (which passes every default) and Python (which
+    # passes only what was chosen) give the same key for the same work.
+    options = job.pipeline_options
+    models = {"models": options.get("models"), "captioner": options.get("captioner"),
+              "caption_frames": job.caption_frames}
     if job.caption_only:
         identity: Dict[str, Any] = {"caption_only": True, **models}
         settings: Dict[str, Any] = {"caption_frames": job.caption_frames}
     else:
         settings = GenerationSettings(**{**job.settings, **overrides}).replace(prompt=prompt).to_dict()
-        models.update({k: job.pipeline_options.get(k) for k in ("backend", "generator_model")})
+        models.update(backend=options.get("backend") or DEFAULT_BACKEND, generator_model=options.get("generator_model"))
         identity = {"settings": settings, **models}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"index": index, "path": item.path, "name": Path(item.path).name, "status": None,
@@ -96,7 +102,7 @@ def prepare(row: Dict[str, Any], done: Dict[tuple, Dict[str, Any]], caption_fram
     if row.get("problem"):
         return _finished({**row, "status": "error", "error_type": "InvalidSettingsError", "message": row["problem"]}), None, None
     try:
-        row["input_digest"] = file_digest(row["path"])
+        row["input_digest"] = _digest(row["path"])
         earlier = done.get((row["input_digest"], row["settings_key"]))
         if earlier is not None:
             kept = {k: earlier.get(k) for k in _KEPT_WHEN_SKIPPED}
@@ -109,6 +115,15 @@ def prepare(row: Dict[str, Any], done: Dict[tuple, Dict[str, Any]], caption_fram
         return _finished({**_error(row, exc), "seconds_prepare": time.perf_counter() - started}), None, None
     row["seconds_prepare"] = round(time.perf_counter() - started, 4)
     return row, loaded, sampled
+
+
+def _digest(path: str) -> str:
+    try:
+        return file_digest(path)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise InvalidVideoError(f"Cannot read {path} ({reason}): check the path (a list's paths are relative to "
+                                "the list file's folder) and that the file is readable.") from exc
 
 
 def caption_step(pipeline: Vid2VidPipeline, row: Dict[str, Any], loaded: LoadedVideo, sampled: SampledFrames
