@@ -93,3 +93,11 @@ def test_bench_backends_smallest(_tiny_models_root):
     out = run_script("bench_backends.py", "--frames", "2", "--size", "64", "--steps", "2", "--repeats", "1")
     assert "diffusers  load" in out and "generate median" in out
     assert "modelscope" in out  # measured, or skipped with the reason when the extra is missing
+
+
+@pytest.mark.slow
+def test_bench_batch_quick(_tiny_models_root):
+    out = run_script("bench_batch.py", "--quick", timeout=600)
+    for row in ("plain loop", "local engine, no overlap", "local engine, overlap", "Ray, 1 actor", "Ray, 2 actors"):
+        assert row in out
+    assert "videos/min" in out

@@ -55,3 +55,5 @@ def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
     assert "Same seed, same words, same video: True" in everything
     assert "The negative prompt changed the video: True" in everything
     assert len(list((tmp_path / "vid2vid-runs" / "runs").iterdir())) == 4  # 2 seeds + 2 negative prompt runs
+    batch = _text(next(c for c in nb.cells if "run_batch(" in c.source))
+    assert "notes.txt" in batch and "error" in batch and batch.count(" ok ") == 2  # 2 videos captioned, junk a row
