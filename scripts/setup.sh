@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command that sets up everything on a fresh machine: a virtual environment in .venv with torch
 # (installed first and explicitly, so nothing resolves a multi-GB CUDA build by accident), the
-# package with its test, modelscope and browser extras, and Debian's Chromium for the browser test.
+# package with its test, modelscope, ray and browser extras, and Debian's Chromium for the browser test.
 #
 #   bash scripts/setup.sh                  # everything
 #   SKIP_BROWSER=1 bash scripts/setup.sh   # no Chromium / JupyterLab browser test
@@ -21,7 +21,7 @@ TORCH=${TORCH_SPEC:-$TORCH}
 
 log() { printf '\n== %s\n' "$*"; }
 
-EXTRAS="test,modelscope"
+EXTRAS="test,modelscope,ray"
 [ "${SKIP_BROWSER:-0}" = "1" ] || EXTRAS="$EXTRAS,browser"
 # What the set-up depends on: when none of it changed since the last complete set-up, there is nothing to do.
 STAMP="$VENV/.vid2vid-setup"

@@ -100,3 +100,11 @@ def test_bench_video_to_video_quick():
     out = run_script("bench_video_to_video.py", "--quick")
     assert "time: prepare input" in out and "% at 25 steps" in out
     assert "memory: encode+decode of 4 frames" in out and "slices of 4" in out
+
+
+@pytest.mark.slow
+def test_bench_batch_quick(_tiny_models_root):
+    out = run_script("bench_batch.py", "--quick", timeout=600)
+    for row in ("plain loop", "local engine, no overlap", "local engine, overlap", "Ray, 1 actor", "Ray, 2 actors"):
+        assert row in out
+    assert "videos/min" in out

@@ -62,3 +62,5 @@ def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
     assert len(runs) == 7  # 2 seeds + 2 negative prompt runs + 3 strengths
     assert sorted(r["settings"]["strength"] for r in runs) == [0.3, 0.6, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert all(r["input"]["name"] == "bikes.mp4" for r in runs if r["settings"]["strength"] < 1)
+    batch = _text(next(c for c in nb.cells if "run_batch(" in c.source))
+    assert "notes.txt" in batch and "error" in batch and batch.count(" ok ") == 2  # 2 videos captioned, junk a row

@@ -4,6 +4,7 @@
     vid2vid generate "a red fox running in snow" -o fox.mp4
     vid2vid run VIDEO -o new.mp4
     vid2vid history
+    vid2vid batch clips/ -o out/ --caption-only
 
 Every generation is also saved as a run folder (output.mp4 + run.json) under --output-dir.
 Errors are one line on stderr and a non-zero exit code, never a traceback.
@@ -94,9 +95,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     _add_common(p)
 
+    _add_batch_parser(sub)
+
     p = sub.add_parser("history", help="list past runs in the output folder")
     add_options(p, [o for o in MODEL_OPTIONS if o.dest == "output_dir"], with_defaults=True)
     return parser
+
+
+def _add_batch_parser(sub) -> None:
+    from .batch import DEFAULT_BATCH_DIR, ENGINES
+
+    p = sub.add_parser(
+        "batch", help="caption (and generate from) many videos; resumable",
+        description="Work through every video of INPUTS (a folder, a glob, or a CSV/JSONL with a 'path' column "
+                    "and optional 'prompt', 'seed', 'strength'). One row per input in OUT/results.parquet and "
+                    "OUT/results.jsonl; running the same command again does only what is missing.")
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="folder, glob pattern, CSV/JSONL list or video files")
+    p.add_argument("-o", "--out", default=DEFAULT_BATCH_DIR, metavar="OUT",
+                   help="batch folder: results table and run folders (default: %(default)s)")
+    p.add_argument("--caption-only", action="store_true", help="only caption; generate nothing")
+    p.add_argument("--prompt-template", metavar="TEXT",
+                   help="prompt for every video, {caption} standing for its caption, e.g. '{caption}, in watercolour'")
+    p.add_argument("--engine", choices=ENGINES, default="local", help="local loop or Ray Data (default: %(default)s)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="a running Ray cluster, e.g. HEAD:6379 or 'auto' (default: start a local Ray)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="Ray actors, each with its own models "
+                   "(default: one per GPU, or 1)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N inputs")
+    _add_caption_options(p)
+    add_options(p, SETTING_OPTIONS, with_defaults=True, title="generation settings")
+    add_options(p, [o for o in MODEL_OPTIONS if o.dest != "output_dir"], with_defaults=True,
+                title="models (run folders go to OUT/runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """Items that failed are rows of the table (and counted in the summary), not a failed command."""
+    from .batch import run_batch, summary
+
+    table = run_batch(args.inputs, args.out, caption_only=args.caption_only, prompt_template=args.prompt_template,
+                      engine=args.engine, ray_address=args.ray_address, concurrency=args.concurrency,
+                      limit=args.limit, progress=not args.quiet, **pipeline_options_from_args(args),
+                      **settings_from_args(args))
+    if args.quiet:  # the summary is printed with the bar otherwise
+        rows = table.to_dict("records") if hasattr(table, "to_dict") else table
+        print(summary(rows, Path(args.out).expanduser().resolve()))
+    return 0
 
 
 def _pipeline(args: argparse.Namespace):
@@ -149,6 +193,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for record in records:
                     print(f"{record.created}  seed {record.seed}  {record.output_path}  {record.prompt!r}")
                 return 0
+            if args.command == "batch":
+                return _batch(args)
             pipeline = _pipeline(args)
             if args.command == "caption":
                 result = pipeline.caption(args.video, on_progress=progress)
@@ -169,7 +215,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
     except KeyboardInterrupt:
         progress.close()
-        print("vid2vid: cancelled; nothing was saved for the unfinished run.", file=sys.stderr)
+        print("vid2vid: cancelled; nothing was saved for the unfinished run." if args.command != "batch" else
+              "vid2vid: cancelled; finished videos are in the table; run the same command again to do the rest.",
+              file=sys.stderr)
         return EXIT_CANCELLED
     except Vid2VidError as exc:
         progress.close()

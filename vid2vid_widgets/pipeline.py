@@ -245,18 +245,24 @@ class Vid2VidPipeline:
         num_frames: Optional[int] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        sampled: Optional[video.SampledFrames] = None,
     ) -> CaptionResult:
-        """Caption ``num_frames`` frames spread over the video, in one batch, and agree on one caption."""
-        with self._exclusive():
-            return self._caption(source, num_frames, on_progress, cancel)
+        """Caption ``num_frames`` frames spread over the video, in one batch, and agree on one caption.
 
-    def _caption(self, source, num_frames, on_progress, cancel) -> CaptionResult:
+        ``sampled``: frames already taken with ``caption_frames_of`` (the batch engine decodes the
+        next video while the models work on this one); None samples them here.
+        """
+        with self._exclusive():
+            return self._caption(source, num_frames, on_progress, cancel, sampled)
+
+    def _caption(self, source, num_frames, on_progress, cancel, sampled=None) -> CaptionResult:
         k = int(num_frames or self.caption_frames)
         if k < 1:
             raise InvalidSettingsError(f"Caption frames must be at least 1 (got {k}).")
         started = time.perf_counter()
         loaded = self.load_video(source)
-        sampled = video.sample_frames(loaded.path, k, max_side=CAPTION_MAX_SIDE)
+        if sampled is None:
+            sampled = caption_frames_of(loaded, k)
         sampled_at = time.perf_counter()
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -460,6 +466,13 @@ def _check_same_input(record: RunRecord) -> None:
         )
 
 
+def caption_frames_of(source: LoadedVideo, k: int) -> video.SampledFrames:
+    """The frames a caption looks at: ``k`` spread over the whole video, at most CAPTION_MAX_SIDE pixels."""
+    if k < 1:
+        raise InvalidSettingsError(f"Caption frames must be at least 1 (got {k}).")
+    return video.sample_frames(source.path, k, max_side=CAPTION_MAX_SIDE)
+
+
 def models_from_environment(models: Optional[str] = None) -> Optional[str]:
     """The models choice: ``models`` when given, else ``$VID2VID_MODELS`` ("tiny"), else None (the real ones)."""
     return models if models is not None else (os.environ.get(MODELS_ENV) or None)
@@ -476,5 +489,5 @@ def split_options(options: Dict[str, Any], what: str = "pipeline") -> Tuple[Dict
     return pipeline, settings
 
 
-__all__ = ["Vid2VidPipeline", "LoadedVideo", "CaptionResult", "RunResult", "models_from_environment",
+__all__ = ["Vid2VidPipeline", "LoadedVideo", "CaptionResult", "RunResult", "models_from_environment", "caption_frames_of",
            "split_options", "DEFAULT_CAPTION_FRAMES", "DEFAULT_OUTPUT_DIR", "PIPELINE_OPTIONS"]
