@@ -21,6 +21,7 @@ On a GPU (``--device cuda``) the same script measures the GPU; this session's ma
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import platform
@@ -54,8 +55,35 @@ def _build(folder: Path, quick: bool) -> None:
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in counts.items()), flush=True)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as handle:  # Linux: pages resident now
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _PeakRss:
+    """The highest resident size while the block runs, sampled every 5 ms in a thread.
+
+    ru_maxrss cannot serve: it keeps the peak of loading the model (fp32 copies on the way), which is
+    higher than anything the run itself adds.
+    """
+
+    def __enter__(self) -> "_PeakRss":
+        import threading
+
+        self.base = self.peak = _current_rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _current_rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _current_rss_mb())
 
 
 def child(args: argparse.Namespace) -> None:
@@ -70,12 +98,13 @@ def child(args: argparse.Namespace) -> None:
         pipe = Vid2VidPipeline(generator_model=args.folder, models="tiny", device=args.device, output_dir=out)
         pipe.generator.vae_slice_frames = args.slices
         pipe.generator.load()
-        loaded_rss = _rss_mb()
-        result = pipe.generate(PROMPT, source=_sample_video(), strength=args.strength, seed=1,
-                               num_frames=args.frames, height=args.size, width=args.size, num_steps=args.steps)
+        gc.collect()
+        with _PeakRss() as rss:
+            result = pipe.generate(PROMPT, source=_sample_video(), strength=args.strength, seed=1,
+                                   num_frames=args.frames, height=args.size, width=args.size, num_steps=args.steps)
         timings = dict(result.timings)
         timings["steps_run"] = args.steps - result.settings.skipped_steps()
-    print(json.dumps({"timings": timings, "loaded_rss_mb": loaded_rss, "peak_rss_mb": _rss_mb()}), flush=True)
+    print(json.dumps({"timings": timings, "loaded_rss_mb": rss.base, "peak_rss_mb": rss.peak}), flush=True)
 
 
 def _run_child(base: list, **options) -> dict:
@@ -94,6 +123,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps of the timed run (strength 0.6 runs 60%%)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--part", choices=["time", "memory", "both"], default="both", help="what to measure")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--strength", type=float, default=0.6, help=argparse.SUPPRESS)
@@ -112,25 +142,34 @@ def main() -> None:
                 f"--threads={args.threads}", f"--device={args.device}", f"--frames={args.frames}",
                 f"--size={args.size}"]
 
-        run = _run_child(base, steps=args.steps, strength=0.6, slices=8)
-        t = run["timings"]
-        prepare = t.get("prepare_input", 0.0) + t.get("generate.encode_input", 0.0)
-        per_step = t["generate.denoise"] / max(1, t["steps_run"])
-        rest = t["total"] - prepare - t["generate.denoise"]
-        steps_at_default = 25 - (25 - int(25 * 0.6))
-        extrapolated = prepare + rest + per_step * steps_at_default
-        print(f"time: prepare input {t.get('prepare_input', 0):.2f} s + VAE encode {t.get('generate.encode_input', 0):.2f} s"
-              f" of a {t['total']:.1f} s run ({t['steps_run']} steps of {per_step:.1f} s): "
-              f"{100 * prepare / t['total']:.1f} % measured, {100 * prepare / extrapolated:.1f} % at 25 steps "
-              f"({steps_at_default} run at strength 0.6)", flush=True)
+        if args.part in ("time", "both"):
+            _measure_time(base, args)
+        if args.part in ("memory", "both"):
+            _measure_memory(base, args)
 
-        whole = _run_child(base, steps=2, strength=0.01, slices=0)
-        sliced = _run_child(base, steps=2, strength=0.01, slices=4)
-        grow_whole = whole["peak_rss_mb"] - whole["loaded_rss_mb"]
-        grow_sliced = sliced["peak_rss_mb"] - sliced["loaded_rss_mb"]
-        print(f"memory: encode+decode of {args.frames} frames, peak RSS growth over the loaded model: "
-              f"all frames at once {grow_whole:.0f} MB, slices of 4 {grow_sliced:.0f} MB "
-              f"(ratio {grow_whole / max(grow_sliced, 1):.2f}x)", flush=True)
+
+def _measure_time(base: list, args: argparse.Namespace) -> None:
+    run = _run_child(base, steps=args.steps, strength=0.6, slices=8)
+    t = run["timings"]
+    prepare = t.get("prepare_input", 0.0) + t.get("generate.encode_input", 0.0)
+    per_step = t["generate.denoise"] / max(1, t["steps_run"])
+    rest = t["total"] - prepare - t["generate.denoise"]
+    steps_at_default = int(25 * 0.6)  # the steps that run at strength 0.6 of the default 25
+    extrapolated = prepare + rest + per_step * steps_at_default
+    print(f"time: prepare input {t.get('prepare_input', 0):.2f} s + VAE encode {t.get('generate.encode_input', 0):.2f} s"
+          f" of a {t['total']:.1f} s run ({t['steps_run']} steps of {per_step:.1f} s): "
+          f"{100 * prepare / t['total']:.1f} % measured, {100 * prepare / extrapolated:.1f} % at 25 steps "
+          f"({steps_at_default} run at strength 0.6)", flush=True)
+
+
+def _measure_memory(base: list, args: argparse.Namespace) -> None:
+    whole = _run_child(base, steps=2, strength=0.01, slices=0)
+    sliced = _run_child(base, steps=2, strength=0.01, slices=4)
+    grow_whole = whole["peak_rss_mb"] - whole["loaded_rss_mb"]
+    grow_sliced = sliced["peak_rss_mb"] - sliced["loaded_rss_mb"]
+    print(f"memory: encode+decode of {args.frames} frames, peak RSS over the loaded model during the run: "
+          f"all frames at once {grow_whole:.0f} MB, slices of 4 {grow_sliced:.0f} MB "
+          f"(ratio {grow_whole / max(grow_sliced, 1):.2f}x)", flush=True)
 
 
 if __name__ == "__main__":
