@@ -467,14 +467,18 @@ class Vid2VidPipeline:
         num_caption_frames: Optional[int] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
+        save_previews: bool = False,
         **overrides: Any,
     ) -> RunResult:
         """Caption ``source`` then generate from the caption (or from ``prompt`` when given)."""
+        looks = _Previews(on_preview, preview_every, save_previews)
         with self._exclusive():
             captioned = self._caption(source, num_caption_frames, on_progress, cancel)
             text = prompt if prompt is not None else captioned.caption.text
             return self._generate(text, settings, captioned.video, captioned.caption, on_progress, cancel,
-                                  overrides)[0]
+                                  overrides, looks)[0]
 
     def regenerate(self, run: Union[PathLike, RunRecord], **overrides: Any) -> RunResult:
         """Generate again from a saved run.json: same prompt, seed and settings give the same frames."""
