@@ -93,3 +93,11 @@ def test_bench_backends_smallest(_tiny_models_root):
     out = run_script("bench_backends.py", "--frames", "2", "--size", "64", "--steps", "2", "--repeats", "1")
     assert "diffusers  load" in out and "generate median" in out
     assert "modelscope" in out  # measured, or skipped with the reason when the extra is missing
+
+
+@pytest.mark.slow
+def test_bench_preview_quick(_tiny_models_root):
+    out = run_script("bench_preview.py", "--quick", timeout=600)
+    assert "1. live preview every 5 steps (2 previews in 10 steps)" in out
+    assert "% of a run (target < 2 %)" in out
+    assert "speed-up of batching:" in out
