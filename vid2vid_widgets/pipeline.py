@@ -369,7 +369,8 @@ class Vid2VidPipeline:
             generate_kwargs["init_frames"], follow = self._input_window(loaded, checked)
             notices = [*notices, *follow.pop("notes")]
         looks = looks or _Previews()
-        generate_kwargs.update(looks.generator_kwargs())
+        if _accepts_previews(self.generator):  # a generator of one's own making may have no live preview
+            generate_kwargs.update(looks.generator_kwargs())
         prepared_at = time.perf_counter()
         # Backends on GeneratorBase guard themselves with their own advice; this covers any other.
         with out_of_memory_guard(generation_out_of_memory_advice(checked)):
@@ -568,6 +569,15 @@ class _Previews:
             last_step = preview.step
             split[index].append((preview.step, preview.total, png_bytes(preview.image)))
         return split
+
+
+def _accepts_previews(generator: Any) -> bool:
+    import inspect
+
+    try:
+        return "on_preview" in inspect.signature(generator.generate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _size_was_chosen(base: GenerationSettings, overrides: Dict[str, Any]) -> bool:
