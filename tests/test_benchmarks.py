@@ -108,3 +108,11 @@ def test_bench_batch_quick(_tiny_models_root):
     for row in ("plain loop", "local engine, no overlap", "local engine, overlap", "Ray, 1 actor", "Ray, 2 actors"):
         assert row in out
     assert "videos/min" in out
+
+
+@pytest.mark.slow
+def test_bench_preview_quick(_tiny_models_root):
+    out = run_script("bench_preview.py", "--quick", timeout=600)
+    assert "1. live preview every 5 steps (2 previews in 10 steps)" in out
+    assert "% of a run (target < 2 %)" in out
+    assert "speed-up of batching:" in out

@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # Kept in a list so a failure demo can add a cell (e.g. one that breaks the encoder).
 PANEL_CELLS = [
     "import sys\nfrom IPython.display import display\nfrom vid2vid_widgets import Vid2VidPanel",
-    "panel = Vid2VidPanel(models='tiny', num_frames=8, num_steps=2, height=64, width=64, caption_frames=2)\n"
+    "panel = Vid2VidPanel(models='tiny', num_frames=8, num_steps=2, height=64, width=64, caption_frames=2,\n"
+    "                     preview_every=1)\n"
     "display(panel)",
 ]
 
@@ -45,12 +46,16 @@ HISTORY_ROWS = ".vid2vid-history .vid2vid-history-row"
 ERROR = ".vid2vid-error"
 
 # Records every progress bar width and label the page shows, so the test sees the bar move
-# even when a run is over between two polls.
+# even when a run is over between two polls; and every picture the live preview showed.
 WATCH_PROGRESS_JS = """
 () => {
   const seen = window.__vid2vidProgress = [];
+  const pictures = window.__vid2vidPreviews = [];
   const panel = document.querySelector('.vid2vid-panel');
   const record = () => {
+    const img = panel.querySelector('img.vid2vid-preview, .vid2vid-preview img');
+    const src = img ? img.getAttribute('src') : '';
+    if (src && pictures[pictures.length - 1] !== src) pictures.push(src);
     const bar = panel.querySelector('.vid2vid-progress .progress-bar');
     const label = panel.querySelector('.vid2vid-progress-label');
     const entry = (bar ? bar.style.width : '?') + ' | ' + (label ? label.textContent : '');
@@ -188,7 +193,7 @@ def test_person_path_through_the_panel(server, tmp_path, sample_videos, bikes):
         type_caption(page, FIRST_WORDS)
         assert page.locator(CAPTION_BOX).input_value() == FIRST_WORDS
         shots.append(screenshot(page, flavour, "2-before-generate"))
-        page.evaluate("() => { window.__vid2vidProgress.length = 0; }")
+        page.evaluate("() => { window.__vid2vidProgress.length = 0; window.__vid2vidPreviews.length = 0; }")
         page.click(GENERATE)
         state = wait_for_panel(page, "state.historyRows >= 1 && state.generateEnabled", "the first run")
         phase("generate")
@@ -199,6 +204,12 @@ def test_person_path_through_the_panel(server, tmp_path, sample_videos, bikes):
         generating = [entry for entry in seen if "| Generating:" in entry]
         assert any(entry.startswith("100% | Generating: 2 of 2") for entry in generating), seen
         assert any(not entry.startswith("100%") for entry in generating), f"the bar never moved: {seen}"
+        # The live preview showed a new picture after each of the 2 steps, and the browser drew it.
+        pictures = page.evaluate("() => window.__vid2vidPreviews")
+        assert len(pictures) >= 2, f"the preview image did not change during the run: {pictures}"
+        drawn = page.evaluate("() => { const i = document.querySelector('img.vid2vid-preview, .vid2vid-preview img');"
+                              " return i ? [i.naturalWidth, i.naturalHeight] : null; }")
+        assert drawn and drawn[0] > drawn[1] > 0, drawn  # a strip of frames side by side
 
         # In the page: both videos decoded by the browser, the typed words kept, the run in history.
         output_state = _browser.wait_for_video(page, OUTPUT_VIDEO)

@@ -216,3 +216,15 @@ def test_consensus_is_always_one_of_the_frame_captions():
 ])
 def test_clean_caption_drops_blip_fillers_and_tidies_spaces(raw, clean):
     assert clean_caption(raw) == clean
+
+
+def test_caption_similarity_is_the_matrix_the_consensus_uses():
+    from vid2vid_widgets.captioning import caption_similarity
+
+    captions = ["a dog runs on the beach", "a dog on the beach", "a title card"]
+    matrix = caption_similarity(captions)
+    assert [matrix[i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+    assert matrix[0][1] == matrix[1][0] == 5 / 6  # 5 shared words of the 6 in either
+    assert matrix[0][2] < matrix[0][1]
+    row_means = [(sum(row) - 1) / 2 for row in matrix]
+    assert consensus_caption(captions) == clean_caption(captions[row_means.index(max(row_means))])

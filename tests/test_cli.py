@@ -57,3 +57,15 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert "notes.mp4" in done.stderr
     empty = vid2vid("generate", "   ", *SMALL, cwd=tmp_path)
     assert empty.returncode == 1 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
+@pytest.mark.slow
+def test_previews_are_saved_in_the_run_folder(tmp_path):
+    done = vid2vid("generate", "a red car", "--previews", "--preview-every", "1", "--seed", "4", "--output-dir", "runs",
+                   *SMALL, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_json,) = (tmp_path / "runs" / "runs").glob("*/run.json")
+    listed = json.loads(run_json.read_text())["previews"]
+    assert [p["step"] for p in listed] == [1, 2]
+    assert all((run_json.parent / p["file"]).read_bytes().startswith(b"\x89PNG") for p in listed)
+    assert f"previews: 2 in {Path('runs', 'runs', run_json.parent.name, 'previews')}" in done.stdout

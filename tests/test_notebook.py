@@ -1,4 +1,5 @@
-"""The demo notebook runs from top to bottom with the tiny models, as CI and Binder run it."""
+"""Both notebooks (the demo and the teaching one) run from top to bottom with the tiny models, as CI and
+Binder run them, and are stored without outputs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "vid2vid_demo.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK = NOTEBOOKS / "vid2vid_demo.ipynb"
+TEACHING = NOTEBOOKS / "how_it_works.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -20,30 +23,36 @@ def _text(cell) -> str:
     return "".join(parts)
 
 
-def test_notebook_is_stored_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("path", [NOTEBOOK, TEACHING], ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     assert nb.metadata["kernelspec"]["name"] == "python3"  # JupyterLab would otherwise ask for a kernel
     first = nb.cells[0].source
-    assert ("https://colab.research.google.com/github/vid2vid-widgets/vid2vid-widgets/blob/main/"
-            "notebooks/vid2vid_demo.ipynb") in first
+    assert f"https://colab.research.google.com/github/vid2vid-widgets/vid2vid-widgets/blob/main/notebooks/{path.name}" in first
+    assert f"urlpath=lab/tree/notebooks/{path.name}" in first  # Binder opens it
 
 
-@pytest.mark.slow
-def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
+def execute(path: Path, tmp_path: Path, monkeypatch) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom with the tiny models in ``tmp_path``; fail on the first error."""
     from nbclient import NotebookClient
 
     monkeypatch.setenv("VID2VID_MODELS", "tiny")
     # Tiny models on a shared 2-core machine run about 10x faster on one thread.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="python3", timeout=600,
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first error
-
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
+    return nb
+
+
+@pytest.mark.slow
+def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
+    nb = execute(NOTEBOOK, tmp_path, monkeypatch)
     everything = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
     assert "already installed" in everything  # the install cell did nothing
     assert 'Models: tiny random models (MODELS = "tiny")' in everything
@@ -64,3 +73,25 @@ def test_notebook_runs_with_the_tiny_models(tmp_path, monkeypatch):
     assert all(r["input"]["name"] == "bikes.mp4" for r in runs if r["settings"]["strength"] < 1)
     batch = _text(next(c for c in nb.cells if "run_batch(" in c.source))
     assert "notes.txt" in batch and "error" in batch and batch.count(" ok ") == 2  # 2 videos captioned, junk a row
+
+
+@pytest.mark.slow
+def test_teaching_notebook_runs_with_the_tiny_models_and_shows_pictures(tmp_path, monkeypatch):
+    nb = execute(TEACHING, tmp_path, monkeypatch)
+    sections = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+    questions = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("**Try this:**")]
+    assert len(sections) == 10 and len(questions) == 9  # set-up + 9 sections, each ending with one question
+
+    def outputs_of(marker: str) -> list:
+        cell = next(c for c in nb.cells if c.cell_type == "code" and marker in c.source)
+        return [o for o in cell.outputs if o.get("output_type") in ("display_data", "execute_result")]
+
+    # Pictures and plots rather than printouts: every section draws something.
+    for marker in ("sample_frames(", "caption_similarity(per_frame)", "vae.encode(", "on_preview=guesses.append",
+                   "guidance_scale=g", "num_steps=s)", "strength=s", "pipe.variations("):
+        assert any("image/png" in o.get("data", {}) for o in outputs_of(marker)), marker
+    tokens = outputs_of("convert_ids_to_tokens")
+    assert any("cut off past 77" in o["data"].get("text/html", "") for o in tokens)
+    everything = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "longer than the text encoder's 77 tokens" in everything
+    assert "made again, same frames: True" in everything

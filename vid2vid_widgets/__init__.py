@@ -25,6 +25,7 @@ _EXPORTS = {
     "RunStore": "vid2vid_widgets.runs",
     "CancelToken": "vid2vid_widgets.progress",
     "Progress": "vid2vid_widgets.progress",
+    "Preview": "vid2vid_widgets.progress",
     "unload": "vid2vid_widgets.models",
     "Vid2VidError": "vid2vid_widgets.errors",
     "InvalidVideoError": "vid2vid_widgets.errors",

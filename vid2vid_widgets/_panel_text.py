@@ -51,6 +51,12 @@ def progress_text(progress: Progress) -> str:
     return text
 
 
+def preview_text(preview: Any) -> str:
+    """The words beside the live preview: which step it shows, and what it is."""
+    return (f"<small>The model's current guess of the video after step {preview.step} of {preview.total}"
+            "<br>(a few frames, cheap colours: the final video is sharper)</small>")
+
+
 def info_html(name: str, info: Any, path: Path) -> str:
     """The line under the inputs: name, file size, then size/duration/fps/codec from ``VideoInfo``."""
     try:
@@ -127,4 +133,4 @@ def download_html(path: Path, label: str = "Download") -> str:
 
 
 __all__ = ["STAGE_NAMES", "duration_text", "size_text", "progress_text", "info_html", "error_html",
-           "notes_html", "timestamp_text", "run_summary", "download_html"]
+           "notes_html", "timestamp_text", "preview_text", "run_summary", "download_html"]

@@ -14,6 +14,7 @@ import ipywidgets as widgets
 
 from ._compat import set_titles
 from .generation.base import SCHEDULERS, GenerationSettings
+from .generation.preview import DEFAULT_PREVIEW_EVERY
 
 _WIDE = {"description_width": "initial"}
 
@@ -31,7 +32,8 @@ class SettingsForm(widgets.Accordion):
     """
 
     def __init__(self, settings: GenerationSettings, caption_frames: int, backend: str,
-                 backends: Sequence[str]) -> None:
+                 backends: Sequence[str], preview_every: int = DEFAULT_PREVIEW_EVERY,
+                 save_previews: bool = False) -> None:
         s = settings
         self.seed = widgets.IntText(value=s.seed or 0, description="Seed", style=_WIDE,
                                     layout=widgets.Layout(width="200px"), disabled=s.seed is None)
@@ -69,12 +71,19 @@ class SettingsForm(widgets.Accordion):
                                    "layout (0.6 is a good start)</small>")
         self.follow_row = widgets.HBox([self.strength, self.start, follow_help],
                                        layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
+        # Live preview: not a generation setting (it never changes the video), so not in ``value``.
+        self.preview_every = _int_text("Preview every N steps (0: off)", preview_every, 0, 1000)
+        self.preview_every.layout.width = "260px"
+        self.preview_every.add_class("vid2vid-preview-every")
+        self.save_previews = widgets.Checkbox(value=save_previews, description="save previews with the run",
+                                              indent=False, layout=widgets.Layout(width="auto"))
         self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
         rows = [
             widgets.HBox([self.seed, self.random_seed, self.steps, self.frames, self.guidance]),
             widgets.HBox([self.height, self.width, self.fps, self.caption_frames]),
             self.negative_prompt,
             widgets.HBox([self.scheduler, self.backend]),
+            widgets.HBox([self.preview_every, self.save_previews], layout=widgets.Layout(align_items="center")),
         ]
         super().__init__(children=[widgets.VBox(rows)], selected_index=None)
         set_titles(self, ["Settings"])
@@ -100,6 +109,11 @@ class SettingsForm(widgets.Accordion):
 
     def keep_seed(self, seed: int) -> None:
         """Show the seed a run used, so unticking "random" repeats that exact video."""
+        self.seed.value = int(seed)
+
+    def use_seed(self, seed: int) -> None:
+        """Fix the seed (random off): the next Generate makes that video again."""
+        self.random_seed.value = False
         self.seed.value = int(seed)
 
 

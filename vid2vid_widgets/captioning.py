@@ -74,6 +74,13 @@ def _jaccard(a: frozenset, b: frozenset) -> float:
     return len(a & b) / len(union) if union else 1.0
 
 
+def caption_similarity(captions: Sequence[str]) -> List[List[float]]:
+    """The matrix ``consensus_caption`` decides by: word-set Jaccard similarity of every pair of captions
+    (lower-cased words; 1 on the diagonal). Shown as a heatmap in the teaching notebook."""
+    words = [_word_set(clean_caption(c)) for c in captions]
+    return [[_jaccard(a, b) for b in words] for a in words]
+
+
 def consensus_caption(captions: Sequence[str]) -> str:
     """The per-frame caption that agrees most with all the others, cleaned.
 
@@ -91,10 +98,10 @@ def consensus_caption(captions: Sequence[str]) -> str:
     candidates = [i for i, c in enumerate(cleaned) if c] or list(range(len(cleaned)))
     if len(candidates) == 1:
         return cleaned[candidates[0]]
-    words = [_word_set(c) for c in cleaned]
+    similarity = caption_similarity(cleaned)
     best_index, best_score = candidates[0], -1.0
     for i in candidates:
-        others = [_jaccard(words[i], words[j]) for j in candidates if j != i]
+        others = [similarity[i][j] for j in candidates if j != i]
         score = sum(others) / len(others)
         if score > best_score:  # strictly greater: a tie keeps the earlier frame
             best_index, best_score = i, score
@@ -336,5 +343,6 @@ __all__ = [
     "Caption",
     "BlipCaptioner",
     "consensus_caption",
+    "caption_similarity",
     "clean_caption",
 ]

@@ -24,6 +24,7 @@ from . import __version__
 from ._options import (CAPTION_FRAMES_OPTION, MODEL_OPTIONS, SETTING_OPTIONS, add_options,
                        pipeline_options_from_args, settings_from_args)
 from .errors import Vid2VidError
+from .generation.preview import DEFAULT_PREVIEW_EVERY
 from .pipeline import models_from_environment
 from .progress import Progress
 
@@ -68,6 +69,10 @@ def _add_caption_options(parser: argparse.ArgumentParser) -> None:
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     add_options(parser, SETTING_OPTIONS, with_defaults=True, title="generation settings")
     parser.add_argument("-o", "--output", metavar="OUT.mp4", help="also copy the video here (never overwrites)")
+    parser.add_argument("--previews", action="store_true",
+                        help="save the live previews (what the video looked like every few steps) in the run folder")
+    parser.add_argument("--preview-every", type=int, default=DEFAULT_PREVIEW_EVERY, metavar="N",
+                        help="steps between previews, with --previews (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +174,9 @@ def _report_run(result, copied: Optional[Path]) -> None:
     print(f"seed: {result.seed}")
     print(f"video: {copied or result.video_path}")
     print(f"run folder: {result.run_dir}")
+    previews = result.record.data.get("previews")
+    if previews:
+        print(f"previews: {len(previews)} in {result.run_dir / 'previews'}")
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -206,10 +214,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     for t, text in zip(result.caption.timestamps, result.caption.per_frame):
                         print(f"  {t:7.2f} s  {text}", file=sys.stderr)
                 return 0
+            previews = {"save_previews": args.previews, "preview_every": args.preview_every}
             if args.command == "generate":
-                result = pipeline.generate(args.prompt, on_progress=progress, **settings_from_args(args))
+                result = pipeline.generate(args.prompt, on_progress=progress, **previews, **settings_from_args(args))
             else:
-                result = pipeline.run(args.video, prompt=args.prompt, on_progress=progress, **settings_from_args(args))
+                result = pipeline.run(args.video, prompt=args.prompt, on_progress=progress, **previews,
+                                      **settings_from_args(args))
             progress.close()
             _report_run(result, _copy_output(result, args.output))
             return 0

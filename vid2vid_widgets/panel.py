@@ -24,12 +24,14 @@ from ._compat import clear_upload, parse_upload_value, set_titles, upload_trigge
 from ._history import HistoryList
 from ._runner import Runner
 from ._settings_form import SettingsForm
+from ._variations_grid import VariationsGrid
 from .errors import GenerationCancelled, InvalidSettingsError, Vid2VidError
 from .generation import BACKENDS, DEFAULT_BACKEND
 from .generation.base import GenerationSettings
+from .generation.preview import DEFAULT_PREVIEW_EVERY, png_bytes
 from .pipeline import (DEFAULT_CAPTION_FRAMES, PREVIEW_SECONDS, Vid2VidPipeline, models_from_environment,
                        split_options)
-from .progress import CancelToken, Progress
+from .progress import CancelToken, Preview, Progress
 from .runs import RunRecord
 
 VIDEO_ACCEPT = "video/*,.mp4,.mov,.mkv,.webm,.avi,.gif,.m4v"
@@ -51,6 +53,8 @@ class Vid2VidPanel(widgets.VBox):
             ``$VID2VID_MODELS`` or the real models.
         autocaption: caption a video as soon as it is loaded.
         runner: where the work runs (default: inline in Colab, a worker thread elsewhere).
+        preview_every: show what the video looks like every N denoising steps (0: no live preview).
+        save_previews: also save those previews in each run's folder.
         **settings: ``GenerationSettings`` defaults (seed, num_steps, num_frames, guidance_scale,
             height, width, fps, negative_prompt, scheduler), and ``caption_frames``, ``output_dir``,
             ``backend``, ``device``, ``dtype`` for the pipeline.
@@ -63,6 +67,8 @@ class Vid2VidPanel(widgets.VBox):
         *,
         autocaption: bool = True,
         runner: Optional[Runner] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
+        save_previews: bool = False,
         **settings: Any,
     ) -> None:
         pipeline_options, setting_values = split_options(settings, "panel")
@@ -92,7 +98,7 @@ class Vid2VidPanel(widgets.VBox):
         self._build_videos()
         self._build_caption()
         self._build_actions()
-        self._build_settings(defaults, int(caption_frames), backend)
+        self._build_settings(defaults, int(caption_frames), backend, int(preview_every), bool(save_previews))
         self._build_history()
         super().__init__(children=self._layout())
         self.add_class("vid2vid-panel")
@@ -162,10 +168,23 @@ class Vid2VidPanel(widgets.VBox):
         self.seed_used.add_class("vid2vid-seed-used")
         self.notes = widgets.HTML("")
         self.notes.add_class("vid2vid-notes")
+        # Live preview: the model's current guess of the video, a few frames side by side.
+        self.preview_image = widgets.Image(value=b"", format="png", layout=widgets.Layout(
+            height="96px", width="auto", object_fit="contain", display="none"))
+        self.preview_image.add_class("vid2vid-preview")
+        self.preview_label = widgets.HTML("")
+        self.preview_label.add_class("vid2vid-preview-label")
+        self.variations_count = widgets.Dropdown(options=[2, 3, 4], value=4, description="Variations",
+                                                 style=_WIDE, layout=widgets.Layout(width="140px"))
+        self.variations_button = _button("Generate variations", "vid2vid-variations-button",
+                                         "The same words with several seeds, side by side", icon="th")
+        self.variations = VariationsGrid(self._use_seed)
 
-    def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str) -> None:
+    def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str, preview_every: int,
+                        save_previews: bool) -> None:
         backends = list(BACKENDS) if backend in BACKENDS else [*BACKENDS, backend]
-        self.settings_form = self.settings_box = SettingsForm(s, caption_frames, backend, backends)
+        self.settings_form = self.settings_box = SettingsForm(s, caption_frames, backend, backends, preview_every,
+                                                              save_previews)
         form = self.settings_form
         # The form's widgets under their old panel names: code and notebooks set panel.steps.value etc.
         self.seed, self.random_seed, self.steps, self.frames = form.seed, form.random_seed, form.steps, form.frames
@@ -173,6 +192,7 @@ class Vid2VidPanel(widgets.VBox):
         self.negative_prompt, self.caption_frames = form.negative_prompt, form.caption_frames
         self.scheduler, self.backend = form.scheduler, form.backend
         self.strength, self.start = form.strength, form.start
+        self.preview_every, self.save_previews = form.preview_every, form.save_previews
 
     def _build_history(self) -> None:
         self.history = HistoryList(self.show_run, "vid2vid-history")
@@ -200,6 +220,9 @@ class Vid2VidPanel(widgets.VBox):
             self.settings_form.follow_row,
             widgets.HBox([self.caption_button, self.generate_button, self.cancel_button, self.progress,
                           self.progress_label], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
+            widgets.HBox([self.preview_image, self.preview_label], layout=widgets.Layout(align_items="center")),
+            widgets.HBox([self.variations_count, self.variations_button], layout=widgets.Layout(align_items="center")),
+            self.variations,
             self.status,
             self.error,
             self.seed_used,
@@ -217,6 +240,7 @@ class Vid2VidPanel(widgets.VBox):
         self.load_button.on_click(self._click(lambda: self.load(self.path_text.value)))
         self.caption_button.on_click(self._click(self.caption))
         self.generate_button.on_click(self._click(self.generate))
+        self.variations_button.on_click(self._click(self.generate_variations))
         self.cancel_button.on_click(lambda _: self.cancel())
         self.use_frame_caption.on_click(lambda _: self._use_frame_caption())
         self.backend.observe(self._on_backend, names="value")
@@ -268,21 +292,36 @@ class Vid2VidPanel(widgets.VBox):
         Returns False when nothing was started (busy, or settings that cannot run: an empty caption,
         a negative seed...); the reason is shown in the error area.
         """
-        if not self._runner.busy:
-            # Refuse at the click, before a job starts: no busy buttons, no model loading, nothing
-            # half-started for a caption of only spaces. The pipeline checks again; this is for the person.
-            try:
-                settings, _ = self._settings().checked()
-                if settings.follows_input and self.loaded is None:
-                    raise InvalidSettingsError(
-                        "“Follow the input video” is below 1, but no video is loaded: load one (upload or path), "
-                        "or move the slider to 1 to make the video from the words alone.")
-            except InvalidSettingsError as exc:
-                self.last_error = exc
-                self._show_error(str(exc))
-                self._set_status("")
-                return False
+        if not self._ready_to_generate():
+            return False
         return self._start("Generating...", self._generate)
+
+    def generate_variations(self) -> bool:
+        """Generate the text box's words with as many seeds as ``variations_count`` shows, in a grid.
+
+        Each variation is its own run; "Use this seed" under one puts its seed in Settings.
+        """
+        if not self._ready_to_generate():
+            return False
+        return self._start(f"Generating {self.variations_count.value} variations...", self._generate_variations)
+
+    def _ready_to_generate(self) -> bool:
+        if self._runner.busy:
+            return True  # _start says so
+        # Refuse at the click, before a job starts: no busy buttons, no model loading, nothing
+        # half-started for a caption of only spaces. The pipeline checks again; this is for the person.
+        try:
+            settings, _ = self._settings().checked()
+            if settings.follows_input and self.loaded is None:
+                raise InvalidSettingsError(
+                    "“Follow the input video” is below 1, but no video is loaded: load one (upload or path), "
+                    "or move the slider to 1 to make the video from the words alone.")
+        except InvalidSettingsError as exc:
+            self.last_error = exc
+            self._show_error(str(exc))
+            self._set_status("")
+            return False
+        return True
 
     def cancel(self) -> None:
         """Ask the running job to stop at its next step."""
@@ -365,17 +404,51 @@ class Vid2VidPanel(widgets.VBox):
         settings = self._settings()
         caption = self.caption_result.caption if self.caption_result is not None else None
         result = self.pipeline.generate(settings.prompt, settings, source=self.loaded, caption=caption,
-                                        on_progress=self._on_progress, cancel=self._cancel)
+                                        on_progress=self._on_progress, cancel=self._cancel, **self._preview_options())
         self.output_video.value = result.video_path.read_bytes()
         self.settings_form.keep_seed(result.seed)
         self.seed_used.value = f"Seed used: <b>{result.seed}</b>"
-        self.notes.value = text.notes_html(result.notes)
-        self.runs.append(result)
-        self.last_result = result
-        self.history.add(result.record)
-        took = text.duration_text(result.timings.get("total"))
+        self._show_finished([result], f"Saved in {result.run_dir}.")
+
+    def _generate_variations(self) -> None:
+        settings = self._settings()
+        caption = self.caption_result.caption if self.caption_result is not None else None
+        results = self.pipeline.variations(settings.prompt, int(self.variations_count.value), settings,
+                                           source=self.loaded, caption=caption, on_progress=self._on_progress,
+                                           cancel=self._cancel, **self._preview_options())
+        self.output_video.value = results[0].video_path.read_bytes()
+        seeds = ", ".join(str(r.seed) for r in results)
+        self.seed_used.value = f"Seeds used: <b>{seeds}</b>"
+        self.variations.show(results, f"<b>{len(results)} variations</b> of “{html.escape(settings.prompt)}”: "
+                                      "press “Use this seed” under the one you like to keep its seed")
+        self._show_finished(results, f"Saved in {len(results)} run folders under {self.pipeline.runs_dir}.")
+
+    def _show_finished(self, results: List[Any], saved: str) -> None:
+        self.notes.value = text.notes_html(dict.fromkeys(n for r in results for n in r.notes))
+        for result in results:
+            self.runs.append(result)
+            self.history.add(result.record)
+        self.last_result = results[-1]
+        took = text.duration_text(max(r.timings.get("total", 0.0) for r in results))
         self.progress_label.value = f"Finished in {took}"
-        self._set_status(f"Done in {took}. Saved in {result.run_dir}.")
+        self._set_status(f"Done in {took}. {saved}")
+
+    def _preview_options(self) -> Dict[str, Any]:
+        every = int(self.preview_every.value)
+        self.preview_image.layout.display = "none"  # until this run's first preview: no stale picture
+        self.preview_label.value = ""
+        return {"on_preview": self._on_preview if every else None, "preview_every": every,
+                "save_previews": bool(self.save_previews.value) and every > 0}
+
+    def _on_preview(self, preview: Preview) -> None:
+        # Sent from the worker thread (or from inside the click handler in Colab): both render.
+        self.preview_image.value = png_bytes(preview.image)
+        self.preview_image.layout.display = None
+        self.preview_label.value = text.preview_text(preview)
+
+    def _use_seed(self, seed: int) -> None:
+        self.settings_form.use_seed(seed)
+        self._set_status(f"Seed {seed} is now in Settings (random is off): Generate makes that video again.")
 
     # -- helpers -------------------------------------------------------------------------------
     def _settings(self) -> GenerationSettings:
@@ -415,7 +488,7 @@ class Vid2VidPanel(widgets.VBox):
 
     def _set_running(self, running: bool) -> None:
         for control in (self.upload, self.path_text, self.load_button, self.caption_button, self.generate_button,
-                        self.backend, self.past_runs_button):
+                        self.backend, self.past_runs_button, self.variations_button):
             control.disabled = running
         self.cancel_button.disabled = not (running and self._runner.threaded)
         if running:

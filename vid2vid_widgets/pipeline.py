@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import tempfile
 import threading
 import time
@@ -16,7 +17,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -25,9 +26,10 @@ from ._compat import CPU_WARNING, resolve_device
 from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
 from .errors import BusyError, InvalidSettingsError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from .generation import make_generator
-from .generation.base import GenerationSettings, Generator, generation_out_of_memory_advice, size_for_aspect
+from .generation.base import MAX_SEED, GenerationSettings, Generator, generation_out_of_memory_advice, size_for_aspect
+from .generation.preview import DEFAULT_PREVIEW_EVERY, png_bytes
 from .oom import out_of_memory_advice, out_of_memory_guard
-from .progress import CancelToken, ProgressCallback, StepReporter
+from .progress import CancelToken, Preview, PreviewCallback, ProgressCallback, StepReporter
 from .runs import OUTPUT_FILE, RunRecord, RunStore, file_digest
 from .video import VideoInfo
 
@@ -45,6 +47,7 @@ CAPTION_MAX_SIDE = 512  # BLIP looks at 384 px; decoding 4K frames at full size 
 # at 640x360) before the caption could even start. The first minute is enough to recognise a video;
 # the caption still comes from frames spread over all of it.
 PREVIEW_SECONDS = 60.0
+MIN_VARIATIONS, MAX_VARIATIONS = 2, 4  # "Generate N variations": a grid a person can compare at a glance
 
 
 @dataclass
@@ -287,17 +290,64 @@ class Vid2VidPipeline:
         caption: Optional[Caption] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
+        save_previews: bool = False,
         **overrides: Any,
     ) -> RunResult:
         """Generate a video from ``prompt`` (text or a ``Caption``) and save it as a new run.
 
         ``settings`` (or the pipeline's defaults) with ``overrides`` applied; the seed actually used
         is in the result and in run.json. Nothing is loaded again that is already resident.
+        ``on_preview`` receives the run's live ``Preview`` every ``preview_every`` steps;
+        ``save_previews`` also writes them into the run folder (listed in run.json under "previews").
         """
+        looks = _Previews(on_preview, preview_every, save_previews)
         with self._exclusive():
-            return self._generate(prompt, settings, source, caption, on_progress, cancel, overrides)
+            return self._generate(prompt, settings, source, caption, on_progress, cancel, overrides, looks)[0]
 
-    def _generate(self, prompt, settings, source, caption, on_progress, cancel, overrides) -> RunResult:
+    def variations(
+        self,
+        prompt: Union[str, Caption, None] = None,
+        n: int = 4,
+        settings: Optional[GenerationSettings] = None,
+        *,
+        seeds: Optional[Sequence[int]] = None,
+        source: Union[PathLike, LoadedVideo, None] = None,
+        caption: Optional[Caption] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
+        save_previews: bool = False,
+        batched: bool = True,
+        **overrides: Any,
+    ) -> List[RunResult]:
+        """``n`` videos (2 to 4) of the same words and settings with ``n`` seeds; each its own run folder.
+
+        Seeds: ``seeds`` when given; else the settings' seed and the next ones (seed, seed + 1, ...);
+        else random ones. Made in one batched pass (``batched``), or one after another when the GPU's
+        memory does not allow it (with a note). ``regenerate`` on any of the runs gives the same frames.
+        """
+        if seeds is None:
+            if not isinstance(n, int) or not MIN_VARIATIONS <= n <= MAX_VARIATIONS:
+                raise InvalidSettingsError(
+                    f"Variations come {MIN_VARIATIONS} to {MAX_VARIATIONS} at a time (got {n!r}).")
+            base = (settings or self.settings).replace(**overrides).seed
+            seeds = ([(int(base) + i) % (MAX_SEED + 1) for i in range(n)] if base is not None
+                     else [secrets.randbelow(MAX_SEED + 1) for _ in range(n)])
+        seeds = [int(seed) for seed in seeds]
+        if not MIN_VARIATIONS <= len(seeds) <= MAX_VARIATIONS or len(set(seeds)) != len(seeds):
+            raise InvalidSettingsError(f"Give {MIN_VARIATIONS} to {MAX_VARIATIONS} different seeds (got {seeds}).")
+        looks = _Previews(on_preview, preview_every, save_previews)
+        with self._exclusive():
+            return self._generate(prompt, settings, source, caption, on_progress, cancel, overrides, looks,
+                                  seeds=seeds, batched=batched)
+
+    def _generate(self, prompt, settings, source, caption, on_progress, cancel, overrides,
+                  looks: Optional["_Previews"] = None, seeds: Optional[List[int]] = None, batched: bool = True,
+                  keep: Optional[int] = None) -> List[RunResult]:
+        """One run (``seeds`` None) or one run per seed (variations); ``keep``: save only that variation."""
         if isinstance(prompt, Caption):
             caption, prompt = prompt, prompt.text
         base = settings or self.settings
@@ -324,34 +374,66 @@ class Vid2VidPipeline:
                                      f"({loaded.info.width}x{loaded.info.height}); set a size to choose another."]
             generate_kwargs["init_frames"], follow = self._input_window(loaded, checked)
             notices = [*notices, *follow.pop("notes")]
+        looks = looks or _Previews()
+        if _accepts_previews(self.generator):  # a generator of one's own making may have no live preview
+            generate_kwargs.update(looks.generator_kwargs())
         prepared_at = time.perf_counter()
         # Backends on GeneratorBase guard themselves with their own advice; this covers any other.
         with out_of_memory_guard(generation_out_of_memory_advice(checked)):
-            result = self.generator.generate(checked, on_progress=on_progress, cancel=cancel, **generate_kwargs)
+            if seeds is None:
+                results = [self.generator.generate(checked, on_progress=on_progress, cancel=cancel, **generate_kwargs)]
+            elif hasattr(self.generator, "generate_variations"):
+                results = self.generator.generate_variations(checked, seeds, on_progress=on_progress, cancel=cancel,
+                                                             batched=batched, **generate_kwargs)
+            else:  # a generator of its own making: one video after another
+                results = [self.generator.generate(checked.replace(seed=seed), on_progress=on_progress,
+                                                   cancel=cancel, **generate_kwargs) for seed in seeds]
         generated_at = time.perf_counter()
+        previews = looks.per_video(len(results))
+        saved = []
+        for index, result in enumerate(results):
+            if keep is not None and index != keep:
+                continue
+            variation = None
+            if seeds is not None:
+                variation = {"index": index + 1, "of": len(seeds), "seeds": seeds,
+                             "batched": getattr(result, "batch", 1) > 1}
+            timings = {"load_generator": loaded_at - started, **{f"generate.{k}": v for k, v in result.timings.items()},
+                       "generate": generated_at - prepared_at}
+            if follow is not None:
+                timings["prepare_input"] = prepared_at - loaded_at
+            saved.append(self._save_run(result, caption, source, follow, notices, timings, started, previews[index],
+                                        variation, on_progress))
+        return saved
+
+    def _save_run(self, result, caption, source, follow, notices, timings, started, previews, variation,
+                  on_progress) -> RunResult:
+        """Encode one generated video into a new run folder and record it; nothing half-written is kept."""
         notes = list(dict.fromkeys([*notices, *result.notes]))  # keep order, drop repeats
         run_dir = self.store.new_run_dir(result.settings.prompt)
         try:
+            encode_started = time.perf_counter()
             encode = StepReporter("encode", 1, on_progress, None)
             video.encode_mp4(result.frames, result.settings.fps, run_dir / OUTPUT_FILE)
             encode.step()
-            encoded_at = time.perf_counter()
-            timings = {"load_generator": loaded_at - started, **{f"generate.{k}": v for k, v in result.timings.items()},
-                       "generate": generated_at - prepared_at, "encode": encoded_at - generated_at}
-            if follow is not None:
-                timings["prepare_input"] = prepared_at - loaded_at
+            timings = {**timings, "encode": time.perf_counter() - encode_started}
             timings["total"] = time.perf_counter() - started
-            record = self.store.save_run(run_dir, {
+            record = {
                 "settings": result.settings.to_dict(),
                 "caption": caption.to_dict() if caption is not None else None,
                 "input": self._input_reference(source),
-                "follow": follow,
+                "follow": dict(follow) if follow is not None else None,
                 "notes": notes,
                 "models": {"generator": result.model or self.generator.describe(),
                            "captioner": self.captioner.describe() if caption is not None else None},
                 "timings": timings,
                 "frames_shape": list(result.frames.shape),
-            })
+            }
+            if variation is not None:
+                record["variation"] = variation
+            if previews:
+                record["previews"] = self.store.save_previews(run_dir, previews)
+            record = self.store.save_run(run_dir, record)
         except BaseException:
             self.store.discard(run_dir)  # no half run is ever shown as a result
             raise
@@ -392,13 +474,18 @@ class Vid2VidPipeline:
         num_caption_frames: Optional[int] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
+        save_previews: bool = False,
         **overrides: Any,
     ) -> RunResult:
         """Caption ``source`` then generate from the caption (or from ``prompt`` when given)."""
+        looks = _Previews(on_preview, preview_every, save_previews)
         with self._exclusive():
             captioned = self._caption(source, num_caption_frames, on_progress, cancel)
             text = prompt if prompt is not None else captioned.caption.text
-            return self._generate(text, settings, captioned.video, captioned.caption, on_progress, cancel, overrides)
+            return self._generate(text, settings, captioned.video, captioned.caption, on_progress, cancel,
+                                  overrides, looks)[0]
 
     def regenerate(self, run: Union[PathLike, RunRecord], **overrides: Any) -> RunResult:
         """Generate again from a saved run.json: same prompt, seed and settings give the same frames."""
@@ -410,11 +497,17 @@ class Vid2VidPipeline:
         source = (record.data.get("input") or {}).get("path")
         if settings.follows_input:
             _check_same_input(record)  # the frames followed must be the same ones, or it is another video
+        # A variation made in a batch is made in the same batch again: a video made alone differs from
+        # it in the last decimal places (other kernels), and "the same frames" means the same bytes.
+        variation = record.data.get("variation") or {}
+        batch: Dict[str, Any] = {}
+        if variation.get("batched") and not overrides:
+            batch = {"seeds": [int(seed) for seed in variation["seeds"]], "keep": int(variation["index"]) - 1}
         with self._exclusive():
             return self._generate(
                 None, settings, source if source and Path(source).exists() else None,
-                Caption(**caption) if caption else None, None, None, overrides,
-            )
+                Caption(**caption) if caption else None, None, None, overrides, **batch,
+            )[0]
 
     def history(self) -> List[RunRecord]:
         """Completed runs in the output folder, newest first."""
@@ -442,6 +535,55 @@ class Vid2VidPipeline:
             info = source.info
             reference.update(width=info.width, height=info.height, fps=info.fps, duration=info.duration)
         return reference
+
+
+class _Previews:
+    """A run's live previews: passed on to the caller's callback, and kept when they are to be saved."""
+
+    def __init__(self, on_preview: Optional[PreviewCallback] = None, every: int = DEFAULT_PREVIEW_EVERY,
+                 save: bool = False) -> None:
+        if int(every) != every or every < 0:
+            raise InvalidSettingsError(f"preview_every must be a whole number of steps, 0 for none (got {every!r}).")
+        self.on_preview, self.every, self.save = on_preview, int(every), bool(save)
+        self.seen: List[Preview] = []
+
+    def generator_kwargs(self) -> Dict[str, Any]:
+        # Only when asked: a generator of one's own making need not know about previews.
+        if self.every == 0 or (self.on_preview is None and not self.save):
+            return {}
+        return {"on_preview": self._receive, "preview_every": self.every}
+
+    def _receive(self, preview: Preview) -> None:
+        if self.save:
+            self.seen.append(preview)
+        if self.on_preview is not None:
+            self.on_preview(preview)
+
+    def per_video(self, videos: int) -> List[List[Tuple[int, int, bytes]]]:
+        """The kept previews as (step, total, PNG) for each video: rows of a batch's strips, or the
+        previews of videos made one after another (a step not after the last one starts the next video)."""
+        split: List[List[Tuple[int, int, bytes]]] = [[] for _ in range(videos)]
+        index, last_step = 0, 0
+        for preview in self.seen:
+            rows = preview.latent_shape[0] if preview.latent_shape else 1
+            if rows == videos and videos > 1:
+                for i, row in enumerate(np.array_split(preview.image, videos, axis=0)):
+                    split[i].append((preview.step, preview.total, png_bytes(row)))
+                continue
+            if preview.step <= last_step:
+                index = min(index + 1, videos - 1)
+            last_step = preview.step
+            split[index].append((preview.step, preview.total, png_bytes(preview.image)))
+        return split
+
+
+def _accepts_previews(generator: Any) -> bool:
+    import inspect
+
+    try:
+        return "on_preview" in inspect.signature(generator.generate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _size_was_chosen(base: GenerationSettings, overrides: Dict[str, Any]) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from .errors import GenerationCancelled
 
@@ -37,6 +37,23 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing numpy images field by field is ambiguous
+class Preview:
+    """What the video would look like if the run stopped after ``step`` of ``total`` denoising steps.
+
+    ``image``: a small uint8 RGB strip (H, W, 3), a few frames side by side, one row per video of the
+    run; ``latent_shape``: the shape of the latents it was made from (videos, channels, frames, h, w).
+    """
+
+    step: int
+    total: int
+    image: Any  # numpy uint8 (H, W, 3)
+    latent_shape: Tuple[int, ...] = ()
+
+
+PreviewCallback = Callable[[Preview], None]
 
 
 class CancelToken:
@@ -91,4 +108,4 @@ class StepReporter:
         self.check()
 
 
-__all__ = ["Progress", "ProgressCallback", "CancelToken", "StepReporter"]
+__all__ = ["Progress", "ProgressCallback", "Preview", "PreviewCallback", "CancelToken", "StepReporter"]

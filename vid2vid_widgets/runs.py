@@ -20,12 +20,13 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import OutputNotWritableError, Vid2VidError
 
 RUN_FILE = "run.json"
 OUTPUT_FILE = "output.mp4"
+PREVIEWS_DIR = "previews"  # in a run folder: the live previews, when they were saved
 RUN_FORMAT = 1
 
 
@@ -186,6 +187,24 @@ class RunStore:
     def previews_dir(self) -> Path:
         return self._mkdir(self.root / "previews")
 
+    def save_previews(self, run_dir: Path, previews: Sequence[Tuple[int, int, bytes]]) -> List[Dict[str, Any]]:
+        """Write live-preview pictures (step, total, PNG bytes) into ``<run>/previews/``; what run.json lists.
+
+        Never overwrites: the folder must be new, and each file is created exclusively.
+        """
+        folder = run_dir / PREVIEWS_DIR
+        listed = []
+        try:
+            folder.mkdir()
+            for step, total, png in previews:
+                name = f"step-{step:04d}-of-{total:04d}.png"
+                with open(folder / name, "xb") as handle:
+                    handle.write(png)
+                listed.append({"step": step, "total": total, "file": f"{PREVIEWS_DIR}/{name}"})
+        except OSError as exc:
+            raise _not_writable(folder, exc) from exc
+        return listed
+
     def save_run(self, run_dir: Path, record: Dict[str, Any]) -> RunRecord:
         """Write run.json (last, atomically): from now on the run counts as complete."""
         data = {"format": RUN_FORMAT, "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -226,4 +245,4 @@ class RunStore:
         return RunRecord(Path(run_dir), data)
 
 
-__all__ = ["RunStore", "RunRecord", "slugify", "safe_filename", "package_versions", "RUN_FILE", "OUTPUT_FILE"]
+__all__ = ["RunStore", "RunRecord", "slugify", "safe_filename", "package_versions", "RUN_FILE", "OUTPUT_FILE", "PREVIEWS_DIR"]

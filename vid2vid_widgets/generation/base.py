@@ -11,20 +11,25 @@ import contextlib
 import dataclasses
 import math
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 
-from ..errors import InvalidSettingsError
+from ..errors import GPUOutOfMemoryError, InvalidSettingsError
 from ..models import ModelKey
 from ..video.fit import fit_frames
 from ..oom import out_of_memory_advice, out_of_memory_guard
-from ..progress import CancelToken, ProgressCallback, StepReporter
+from ..progress import CancelToken, PreviewCallback, ProgressCallback, StepReporter
+from .preview import DEFAULT_PREVIEW_EVERY, LatentRGBMap, PreviewMaker, fit_latent_rgb, published_latent_rgb
 
 SCHEDULERS = ("dpm++", "ddim")
 MAX_SEED = 2**32 - 1
+# Fitted latent->RGB maps, one per loaded model (ModelKey): fitting takes a few VAE calls, once.
+_FITTED: Dict[ModelKey, LatentRGBMap] = {}
+_FITTED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ class GeneratedFrames:
     notes: List[str] = field(default_factory=list)  # settings corrected or not honoured, prompt truncated...
     timings: Dict[str, float] = field(default_factory=dict)  # seconds: "load", "encode_prompt", "denoise", "decode"
     model: Dict[str, Any] = field(default_factory=dict)  # backend, model_id, revision, device, dtype
+    batch: int = 1  # videos made together in this one pass (variations), timings shared by all of them
 
 
 @runtime_checkable
@@ -209,6 +215,10 @@ class Sampler:
     # schedulers keep an index) and returns the timesteps left.
     add_noise: Optional[Callable[[Any, Any, Any], Any]] = None
     begin: Optional[Callable[[int], Sequence[Any]]] = None
+    # Live preview: the model's estimate of the clean latents (x0) after the last ``step``. ``step``
+    # only keeps references to what it computed anyway; the estimate is computed when this is called,
+    # so a run without previews pays nothing for it.
+    estimate_x0: Optional[Callable[[], Any]] = None
 
 
 class GeneratorBase:
@@ -224,12 +234,15 @@ class GeneratorBase:
     * ``_encode_prompt(c, settings, notes)`` -> conditioning, with a ``truncation_note`` when cut;
     * ``_latent_shape(c, settings)`` and ``_sampler(c, settings, cond, generator)``;
     * ``_decode_slice(c, latents)``: latents (1, C, n, h, w) -> images (n, 3, H, W) in [-1, 1];
+    * for live previews, ``Sampler.estimate_x0`` and ``_sd_family_vae``; for variations in one batch,
+      ``_repeat_cond`` when the conditioning is not one tensor;
     * optionally ``_adapt`` (fit settings to the model, with notes), ``_run_context`` (autocast...),
       ``_to_uint8``, ``_after_run``, ``_memory_tips`` and ``_describe_extra``.
     """
 
     backend: str = ""
     role: str = ""
+    preview_map: str = "auto"  # "auto", "published" or "fitted": which latent->RGB map previews use
 
     def __init__(
         self, model_id: str, *, revision: Optional[str] = None, device: str = "auto", dtype: str = "auto",
@@ -301,13 +314,55 @@ class GeneratorBase:
         init_frames: Optional[np.ndarray] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
     ) -> GeneratedFrames:
         """Generate uint8 frames (T, H, W, 3) for ``settings``; progress per step; cancellable between steps.
 
         With ``settings.strength`` below 1, ``init_frames`` (num_frames RGB uint8 frames, any size: they
-        are centre-cropped and resized to the output size) are the video to follow.
+        are centre-cropped and resized to the output size) are the video to follow. ``on_preview``
+        receives a ``Preview`` (the current estimate of the finished video as a small strip) every
+        ``preview_every`` steps and after the last one; without it (or with 0) nothing extra is computed.
         """
-        return self._generate(settings, init_frames, on_progress, cancel, as_float=False)
+        return self._generate(settings, init_frames, on_progress, cancel, False, None, on_preview, preview_every)[0]
+
+    def generate_variations(
+        self,
+        settings: GenerationSettings,
+        seeds: Sequence[int],
+        *,
+        init_frames: Optional[np.ndarray] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
+        batched: bool = True,
+    ) -> List[GeneratedFrames]:
+        """One video per seed, same words and settings: in one batched pass when memory allows.
+
+        Batched, the UNet sees all videos at once (latents batch N, guidance batch 2N); each video's
+        starting noise still comes from its own seed alone, so it matches a run of that seed by itself
+        (to float rounding). Out of GPU memory, the videos are made one after another, with a note.
+        """
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise InvalidSettingsError("Give at least one seed.")
+        note = None
+        if batched and len(seeds) > 1:
+            try:
+                return self._generate(settings, init_frames, on_progress, cancel, False, seeds, on_preview,
+                                      preview_every)
+            except GPUOutOfMemoryError:  # the guard has freed the memory; the models are still loaded
+                note = (f"{len(seeds)} variations at once did not fit in the GPU's memory: they were made one "
+                        "after another instead (same videos, more time).")
+        results = []
+        for seed in seeds:
+            result = self._generate(settings.replace(seed=seed), init_frames, on_progress, cancel, False, None,
+                                    on_preview, preview_every)[0]
+            if note:
+                result.notes.insert(0, note)
+            results.append(result)
+        return results
 
     def _generate_float(
         self,
@@ -316,16 +371,23 @@ class GeneratorBase:
         init_frames: Optional[np.ndarray] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
-    ) -> GeneratedFrames:
-        """Like ``generate`` but ``frames`` are float32 in [0, 1], before rounding: for exact parity checks."""
-        return self._generate(settings, init_frames, on_progress, cancel, as_float=True)
+        seeds: Optional[Sequence[int]] = None,
+    ) -> Any:
+        """Like ``generate`` but ``frames`` are float32 in [0, 1], before rounding: for exact parity checks.
+
+        With ``seeds``, like ``generate_variations`` (batched): a list, one result per seed.
+        """
+        results = self._generate(settings, init_frames, on_progress, cancel, True, seeds, None, 0)
+        return results if seeds is not None else results[0]
 
     def _generate(
         self, settings: GenerationSettings, init_frames: Optional[np.ndarray], on_progress: Optional[ProgressCallback],
-        cancel: Optional[CancelToken], as_float: bool,
-    ) -> GeneratedFrames:
+        cancel: Optional[CancelToken], as_float: bool, seeds: Optional[Sequence[int]],
+        on_preview: Optional[PreviewCallback], preview_every: int,
+    ) -> List[GeneratedFrames]:
         # checked() is idempotent: it fixes sizes and draws a seed when the caller has not done so.
         settings, notes = settings.checked()
+        seeds = [int(settings.replace(seed=s).checked()[0].seed) for s in seeds] if seeds else [int(settings.seed)]
         if settings.follows_input and init_frames is None:
             raise InvalidSettingsError(
                 f"strength {settings.strength:g} follows an input video, but none was given: pass the video "
@@ -344,12 +406,19 @@ class GeneratorBase:
                                      settings.height)
         else:
             init_frames = None  # strength 1: the words alone, whatever was passed
-        with out_of_memory_guard(self._out_of_memory_advice(settings)):
+        previews = None
+        if on_preview is not None and preview_every and int(preview_every) > 0:
+            previews = (self.latent_rgb_map(), int(preview_every), on_preview)
+        with out_of_memory_guard(self._out_of_memory_advice(settings, len(seeds))):
             try:
-                frames = self._run(components, settings, init_frames, notes, timings, on_progress, cancel, as_float)
+                videos = self._run(components, settings, seeds, init_frames, notes, timings, on_progress, cancel,
+                                   as_float, previews)
             finally:
                 self._after_run(components)
-        return GeneratedFrames(frames=frames, settings=settings, notes=notes, timings=timings, model=self.describe())
+        model = self.describe()
+        return [GeneratedFrames(frames=frames, settings=settings.replace(seed=seed), notes=list(notes),
+                                timings=dict(timings), model=model, batch=len(seeds))
+                for frames, seed in zip(videos, seeds)]
 
     def _adapt(self, settings: GenerationSettings, components: Any) -> Tuple[GenerationSettings, List[str]]:
         """Fit checked settings to what this model can do; a note for everything changed or ignored."""
@@ -362,8 +431,11 @@ class GeneratorBase:
         """Entered around the whole run (encode, denoise, decode), inside ``torch.inference_mode``."""
         return contextlib.nullcontext()
 
-    def _out_of_memory_advice(self, settings: GenerationSettings) -> str:
-        return generation_out_of_memory_advice(settings, self._memory_tips())
+    def _out_of_memory_advice(self, settings: GenerationSettings, videos: int = 1) -> str:
+        tips = self._memory_tips()
+        if videos > 1:
+            tips = [f"make fewer variations at once (now {videos})", *tips]
+        return generation_out_of_memory_advice(settings, tips)
 
     def _memory_tips(self) -> List[str]:
         """Other ways to need less memory with this backend, for the out-of-memory message."""
@@ -372,10 +444,10 @@ class GeneratorBase:
         return []
 
     def _run(
-        self, c: Any, settings: GenerationSettings, init_frames: Optional[np.ndarray], notes: List[str],
-        timings: Dict[str, float], on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
-        as_float: bool,
-    ) -> np.ndarray:
+        self, c: Any, settings: GenerationSettings, seeds: Sequence[int], init_frames: Optional[np.ndarray],
+        notes: List[str], timings: Dict[str, float], on_progress: Optional[ProgressCallback],
+        cancel: Optional[CancelToken], as_float: bool, previews: Optional[Tuple[Any, int, PreviewCallback]] = None,
+    ) -> List[np.ndarray]:
         import torch
 
         device = torch.device(self.device)
@@ -384,37 +456,94 @@ class GeneratorBase:
         with torch.inference_mode(), self._run_context():
             started = time.perf_counter()
             cond = self._encode_prompt(c, settings, notes)
+            if len(seeds) > 1:
+                cond = self._repeat_cond(cond, len(seeds))
             timings["encode_prompt"] = time.perf_counter() - started
 
             started = time.perf_counter()
-            # A CPU generator makes the starting noise the same on every device.
-            generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
-            sampler = self._sampler(c, settings, cond, generator)
+            # One CPU generator per video: the starting noise is the same on every device, and a video
+            # made in a batch starts from exactly the noise its seed gives alone.
+            generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
+            sampler = self._sampler(c, settings, cond, generators[0] if len(generators) == 1 else generators)
             noise_dtype = sampler.noise_dtype or torch.float32
             timesteps = sampler.timesteps
             if init_frames is None:
-                latents = torch.randn(self._latent_shape(c, settings), generator=generator, device="cpu",
-                                      dtype=noise_dtype).to(device)
+                shape = self._latent_shape(c, settings)
+                latents = torch.cat([torch.randn(shape, generator=g, device="cpu", dtype=noise_dtype)
+                                     for g in generators]).to(device)
                 latents = latents * sampler.init_noise_sigma
             else:
-                latents, timesteps = self._start_from_video(c, settings, sampler, init_frames, generator, noise_dtype,
+                latents, timesteps = self._start_from_video(c, settings, sampler, init_frames, generators, noise_dtype,
                                                             notes, timings, on_progress, cancel)
+            maker = None
+            if previews is not None and sampler.estimate_x0 is not None:
+                rgb_map, every, on_preview = previews
+                maker = PreviewMaker(len(timesteps), every, rgb_map, on_preview)
             reporter = StepReporter("denoise", len(timesteps), on_progress, cancel)
             reporter.check()
-            for t in timesteps:
+            preview_seconds = 0.0
+            for step, t in enumerate(timesteps, 1):
                 latents = sampler.step(latents, t)
                 sync()
+                if maker is not None:
+                    preview_started = time.perf_counter()
+                    maker.after_step(step, sampler.estimate_x0)
+                    preview_seconds += time.perf_counter() - preview_started
                 reporter.step()
             del cond, sampler
             timings["denoise"] = time.perf_counter() - started
+            if maker is not None:
+                timings["preview"] = preview_seconds  # inside "denoise": what the previews cost
 
             started = time.perf_counter()
-            frames = self._decode(c, latents, on_progress, cancel, as_float)
+            videos = self._decode(c, latents, on_progress, cancel, as_float)
             timings["decode"] = time.perf_counter() - started
-        return frames
+        return videos
+
+    def _repeat_cond(self, cond: Any, videos: int) -> Any:
+        """The conditioning for a batch of ``videos``: each row repeated, in the order the sampler's
+        guidance splits it ([uncond x N, cond x N] for a [negative, prompt] pair)."""
+        return cond.repeat_interleave(videos, dim=0)
+
+    # -- live preview ------------------------------------------------------------------------------
+    def latent_rgb_map(self) -> LatentRGBMap:
+        """The latent->RGB map of this model's previews (``generation.preview`` says how each is obtained).
+
+        ``preview_map`` "auto": the published Stable Diffusion 1.x map for that VAE, else one fitted
+        from the VAE (once per process and model); "published" or "fitted" choose one.
+        """
+        if self.preview_map not in ("auto", "published", "fitted"):
+            raise InvalidSettingsError(f"preview_map must be 'auto', 'published' or 'fitted' (got {self.preview_map!r}).")
+        components = self._components()
+        choice = self.preview_map
+        if choice == "auto":
+            choice = "published" if self._sd_family_vae(components) else "fitted"
+        if choice == "published":
+            return published_latent_rgb()
+        with _FITTED_LOCK:
+            if self.key not in _FITTED:
+                _FITTED[self.key] = self._fit_latent_rgb(components)
+            return _FITTED[self.key]
+
+    def _sd_family_vae(self, c: Any) -> bool:
+        """True when the VAE is Stable Diffusion 1.x's (the published latent->RGB map applies)."""
+        return False
+
+    def _fit_latent_rgb(self, c: Any) -> LatentRGBMap:
+        import torch
+
+        def encode(pixels: Any) -> Any:
+            mean, _ = self._encode_slice(c, pixels.to(self.device))
+            return mean * self._latent_scale(c)
+
+        def decode(latents: Any) -> Any:  # (n, C, h, w) -> the skeleton's (1, C, n, h, w) layout
+            return self._decode_slice(c, latents.permute(1, 0, 2, 3)[None])
+
+        with torch.inference_mode(), self._run_context():
+            return fit_latent_rgb(encode, decode)
 
     def _start_from_video(
-        self, c: Any, settings: GenerationSettings, sampler: Sampler, frames: np.ndarray, generator: Any,
+        self, c: Any, settings: GenerationSettings, sampler: Sampler, frames: np.ndarray, generators: Sequence[Any],
         noise_dtype: Any, notes: List[str], timings: Dict[str, float], on_progress: Optional[ProgressCallback],
         cancel: Optional[CancelToken],
     ) -> Tuple[Any, Sequence[Any]]:
@@ -422,8 +551,8 @@ class GeneratorBase:
 
         Arithmetic and random draws in the order of diffusers' ``VideoToVideoSDPipeline`` (the parity
         test checks it): the VAE posterior's sample noise, then the added noise, each drawn at once
-        for all frames (frames first) from the run's CPU generator, so the slice size never changes
-        the numbers.
+        for all frames (frames first) from each video's CPU generator, so the slice size never changes
+        the numbers. The input is encoded once for all the videos of a batch.
         """
         import torch
 
@@ -432,19 +561,20 @@ class GeneratorBase:
         started = time.perf_counter()
         skipped = settings.skipped_steps()
         mean, std = self._encode(c, frames, on_progress, cancel)  # (T, C, h, w) each
-        eps = torch.randn(tuple(mean.shape), generator=generator, device="cpu", dtype=mean.dtype).to(mean.device)
-        clean = self._latent_scale(c) * (mean + std * eps)
-        noise = torch.randn(tuple(clean.shape), generator=generator, device="cpu", dtype=noise_dtype)
         timesteps = sampler.begin(skipped)
         if len(timesteps) == 0:
             notes.append(f"strength {settings.strength:g} leaves no denoising step of {settings.num_steps}: the "
                          "video is the input passed through the VAE (raise the strength to change it).")
-            latents = clean
-        else:
-            latents = sampler.add_noise(clean, noise.to(clean.device), timesteps[0])
+        videos = []
+        for generator in generators:
+            eps = torch.randn(tuple(mean.shape), generator=generator, device="cpu", dtype=mean.dtype).to(mean.device)
+            clean = self._latent_scale(c) * (mean + std * eps)
+            noise = torch.randn(tuple(clean.shape), generator=generator, device="cpu", dtype=noise_dtype)
+            latents = clean if len(timesteps) == 0 else sampler.add_noise(clean, noise.to(clean.device), timesteps[0])
+            # (frames, C, h, w) -> (1, C, frames, h, w), the layout of the denoising loop
+            videos.append(latents.to(noise_dtype)[None].permute(0, 2, 1, 3, 4))
         timings["encode_input"] = time.perf_counter() - started
-        # (frames, C, h, w) -> (1, C, frames, h, w), the layout of the denoising loop
-        return latents.to(noise_dtype)[None].permute(0, 2, 1, 3, 4), timesteps
+        return torch.cat(videos), timesteps
 
     def _encode(
         self, c: Any, frames: np.ndarray, on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
@@ -470,24 +600,28 @@ class GeneratorBase:
     def _decode(
         self, c: Any, latents: Any, on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
         as_float: bool,
-    ) -> np.ndarray:
-        """Decode latents (1, C, T, h, w) ``vae_slice_frames`` frames at a time into (T, H, W, 3) on the CPU."""
-        num_frames = int(latents.shape[2])
+    ) -> List[np.ndarray]:
+        """Decode latents (N, C, T, h, w) ``vae_slice_frames`` frames at a time into N arrays (T, H, W, 3)
+        on the CPU, one video after another (the same calls as for a video made alone)."""
+        num_videos, num_frames = int(latents.shape[0]), int(latents.shape[2])
         per_call = self.vae_slice_frames or num_frames
-        reporter = StepReporter("decode", math.ceil(num_frames / per_call), on_progress, cancel)
+        reporter = StepReporter("decode", num_videos * math.ceil(num_frames / per_call), on_progress, cancel)
         reporter.check()
-        frames: Optional[np.ndarray] = None
-        for start in range(0, num_frames, per_call):
-            images = self._decode_slice(c, latents[:, :, start : start + per_call])
-            # Denormalise and go channels last, as diffusers' "np" output and modelscope's tensor2vid do.
-            images = (images.float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
-            part = (images if as_float else self._to_uint8(images)).cpu().numpy()
-            if frames is None:
-                frames = np.empty((num_frames,) + part.shape[1:], dtype=part.dtype)
-            frames[start : start + part.shape[0]] = part
-            reporter.step()
-        assert frames is not None
-        return frames
+        videos = []
+        for index in range(num_videos):
+            frames: Optional[np.ndarray] = None
+            for start in range(0, num_frames, per_call):
+                images = self._decode_slice(c, latents[index : index + 1, :, start : start + per_call])
+                # Denormalise and go channels last, as diffusers' "np" output and modelscope's tensor2vid do.
+                images = (images.float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+                part = (images if as_float else self._to_uint8(images)).cpu().numpy()
+                if frames is None:
+                    frames = np.empty((num_frames,) + part.shape[1:], dtype=part.dtype)
+                frames[start : start + part.shape[0]] = part
+                reporter.step()
+            assert frames is not None
+            videos.append(frames)
+        return videos
 
     @staticmethod
     def _to_uint8(images: Any) -> Any:

@@ -19,6 +19,7 @@ from .._compat import torch_dtype, transformers_dtype_kwarg
 from ..errors import ModelLoadError
 from ..models import is_local_folder, model_source
 from .base import GenerationSettings, GeneratorBase, Sampler, truncation_note
+from .preview import SD15_SCALING_FACTOR, x0_from_noise
 
 DEFAULT_T2V_MODEL = "ali-vilab/text-to-video-ms-1.7b"
 ROLE = "text-to-video"
@@ -236,6 +237,7 @@ class DiffusersTextToVideo(GeneratorBase):
         # then reshape to (frames, C, H, W) like the pipeline. Otherwise the step is elementwise, and
         # skipping two copies of the latents per step is free.
         frame_batches = bool(getattr(scheduler.config, "thresholding", False))
+        last: Dict[str, Any] = {}  # the last step's input and guided prediction, for estimate_x0
 
         def step(latents: Any, t: Any) -> Any:
             model_input = torch.cat([latents] * 2) if do_guidance else latents
@@ -244,6 +246,7 @@ class DiffusersTextToVideo(GeneratorBase):
             if do_guidance:
                 noise_uncond, noise_text = noise_pred.chunk(2)
                 noise_pred = noise_uncond + settings.guidance_scale * (noise_text - noise_uncond)
+            last.update(sample=latents, model_output=noise_pred, t=t)
             if not frame_batches:
                 return scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
             b, ch, f, h, w = latents.shape
@@ -261,8 +264,15 @@ class DiffusersTextToVideo(GeneratorBase):
         def add_noise(clean: Any, noise: Any, t: Any) -> Any:
             return scheduler.add_noise(clean, noise, t.reshape(1))
 
+        def estimate_x0() -> Any:
+            # The same x0 as DDIM's pred_original_sample; DPM-Solver++ computes it inside its step too.
+            alpha_prod = scheduler.alphas_cumprod[int(last["t"])]
+            return x0_from_noise(last["sample"], last["model_output"], alpha_prod,
+                                 scheduler.config.prediction_type)
+
         return Sampler(timesteps=scheduler.timesteps, step=step, noise_dtype=cond.dtype,
-                       init_noise_sigma=scheduler.init_noise_sigma, add_noise=add_noise, begin=begin)
+                       init_noise_sigma=scheduler.init_noise_sigma, add_noise=add_noise, begin=begin,
+                       estimate_x0=estimate_x0)
 
     def _encode_text(self, c: TextToVideoComponents, text: str, what: str, notes: List[str]):
         """CLIP hidden states of ``text`` padded to the encoder's length; a note when the end was cut."""
@@ -279,6 +289,12 @@ class DiffusersTextToVideo(GeneratorBase):
             attention_mask = inputs.attention_mask.to(self.device)
         hidden = encoder(inputs.input_ids.to(self.device), attention_mask=attention_mask)[0]
         return hidden.to(dtype=encoder.dtype, device=self.device)
+
+    def _sd_family_vae(self, c: TextToVideoComponents) -> bool:
+        # The ModelScope 1.7B model (and zeroscope) ship Stable Diffusion 1.x's VAE unchanged.
+        config = c.vae.config
+        return (int(config.latent_channels) == 4 and abs(float(config.scaling_factor) - SD15_SCALING_FACTOR) < 1e-6
+                and tuple(config.block_out_channels) == (128, 256, 512, 512))
 
     def _encode_slice(self, c: TextToVideoComponents, pixels: Any) -> Tuple[Any, Any]:
         posterior = c.vae.encode(pixels.to(dtype=c.vae.dtype)).latent_dist

@@ -344,11 +344,13 @@ class ModelScopeTextToVideo(GeneratorBase):
         guided = settings.guidance_scale != 1
         model_kwargs: Any = [{"y": cond[0]}, {"y": cond[1]}] if guided else {"y": cond[0]}
 
+        last: Dict[str, Any] = {}
+
         def step(xt: Any, timestep: int) -> Any:
-            t = torch.full((1,), timestep, dtype=torch.long, device=device)
-            xt, _ = diffusion.ddim_sample(xt, t, model.sd_model, model_kwargs,
-                                          guide_scale=settings.guidance_scale if guided else None,
-                                          ddim_timesteps=steps, eta=0.0)
+            t = torch.full((xt.shape[0],), timestep, dtype=torch.long, device=device)  # one per video
+            xt, last["x0"] = diffusion.ddim_sample(xt, t, model.sd_model, model_kwargs,
+                                                   guide_scale=settings.guidance_scale if guided else None,
+                                                   ddim_timesteps=steps, eta=0.0)
             return xt
 
         def add_noise(clean: Any, noise: Any, timestep: int) -> Any:
@@ -356,7 +358,15 @@ class ModelScopeTextToVideo(GeneratorBase):
             alpha = diffusion.alphas_cumprod[timestep].to(device=clean.device, dtype=torch.float64)
             return (alpha.sqrt() * clean + (1 - alpha).sqrt() * noise).to(clean.dtype)
 
-        return Sampler(timesteps=timesteps, step=step, add_noise=add_noise, begin=lambda skipped: timesteps[skipped:])
+        return Sampler(timesteps=timesteps, step=step, add_noise=add_noise, begin=lambda skipped: timesteps[skipped:],
+                       estimate_x0=lambda: last["x0"])  # ddim_sample returns its x0 beside the next sample
+
+    def _repeat_cond(self, cond: Any, videos: int) -> Any:
+        return tuple(part.repeat_interleave(videos, dim=0) for part in cond)
+
+    def _sd_family_vae(self, loaded: _Loaded) -> bool:
+        # TextToVideoSynthesis hard-codes Stable Diffusion 1.x's VAE (its ddconfig and 0.18215).
+        return True
 
     def _encode_slice(self, loaded: _Loaded, pixels: Any) -> Tuple[Any, Any]:
         posterior = loaded.model.autoencoder.encode(pixels)
