@@ -23,7 +23,7 @@ from ..video.fit import fit_frames
 from ..oom import out_of_memory_advice, out_of_memory_guard
 from ..progress import CancelToken, ProgressCallback, StepReporter
 
-SCHEDULERS = ("dpm++", "ddim")
+SCHEDULERS = ("dpm++", "ddim", "euler")  # euler: what few-step distilled models prescribe
 MAX_SEED = 2**32 - 1
 
 
