@@ -381,10 +381,13 @@ def generator_arguments(preset: Optional[GeneratorPreset], model_id: Optional[st
         return model_id, {}
     if models != "tiny" or model_id not in (None, preset.model_id):
         return model_id if model_id is not None else preset.model_id, dict(preset.options)
+    options = dict(preset.tiny_options)
+    if not any(k in _TINY_PATHS for k in options):
+        return None, options  # the backend finds its own tiny folder (the preset's tiny role is the backend's)
     from .tiny import tiny_model_path
 
     folder = tiny_model_path(preset.tiny_role)
-    options = {k: (os.path.join(folder, v) if k in _TINY_PATHS else v) for k, v in preset.tiny_options.items()}
+    options = {k: (os.path.join(folder, v) if k in _TINY_PATHS else v) for k, v in options.items()}
     return folder, options
 
 
