@@ -528,7 +528,8 @@ def _model_choice(pipeline: Optional[Vid2VidPipeline], options: Dict[str, Any]) 
         model = preset.name if preset is not None else str(getattr(pipeline.generator, "model_id", "custom"))
         return model, preset, pipeline.backend
     generator = options.get("generator")
-    named = generator if isinstance(generator, str) and catalogue.generator_preset(generator) else None
+    named = generator if isinstance(generator, str) and generator not in BACKENDS and \
+        catalogue.generator_preset(generator) else None
     backend = options.get("backend") or (generator if isinstance(generator, str) and not named else None)
     backend, model_id, preset = catalogue.resolve_generator(
         options.get("model") or options.get("generator_model") or named, backend)

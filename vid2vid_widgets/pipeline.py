@@ -490,16 +490,16 @@ def _check_same_input(record: RunRecord) -> None:
 
 
 def _backend_choice(generator: Optional[str]) -> Optional[str]:
-    """``generator`` when it names a backend; None when it names a preset (or nothing)."""
-    from .generation import BACKENDS
-
-    return generator if generator in BACKENDS or (generator is not None and not _is_preset(generator)) else None
+    """``generator`` when it names a backend (or an unknown one, refused later); None for a preset or nothing."""
+    return generator if generator is not None and not _is_preset(generator) else None
 
 
 def _is_preset(name: str) -> bool:
+    """A preset name that is not also a backend name ("animatediff" is both: then it is the backend)."""
     from . import catalogue
+    from .generation import BACKENDS
 
-    return catalogue.generator_preset(name) is not None
+    return name not in BACKENDS and catalogue.generator_preset(name) is not None
 
 
 def _model_choice(generator: Optional[str], model: Optional[str], generator_model: Optional[str]) -> Optional[str]:
