@@ -93,3 +93,13 @@ def test_bench_backends_smallest(_tiny_models_root):
     out = run_script("bench_backends.py", "--frames", "2", "--size", "64", "--steps", "2", "--repeats", "1")
     assert "diffusers  load" in out and "generate median" in out
     assert "modelscope" in out  # measured, or skipped with the reason when the extra is missing
+
+
+@pytest.mark.slow
+def test_bench_presets_quick():
+    out = run_script("bench_presets.py", "--quick", timeout=900)
+    for name in ("modelscope-1.7b", "zeroscope-576w", "animatediff", "animatediff-lightning"):
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert "GB" in row and "[" not in row, row  # "[reason]" marks a preset that failed to load or step
+    assert "not measured here: modelscope-original" in out
+    assert "loading RAM target (< 6 GB for every preset): MET" in out

@@ -381,13 +381,18 @@ def generator_arguments(preset: Optional[GeneratorPreset], model_id: Optional[st
         return model_id, {}
     if models != "tiny" or model_id not in (None, preset.model_id):
         return model_id if model_id is not None else preset.model_id, dict(preset.options)
-    options = dict(preset.tiny_options)
-    if not any(k in _TINY_PATHS for k in options):
-        return None, options  # the backend finds its own tiny folder (the preset's tiny role is the backend's)
+    if not any(k in _TINY_PATHS for k in preset.tiny_options):
+        # The backend finds its own tiny folder (the preset's tiny role is the backend's).
+        return None, dict(preset.tiny_options)
     from .tiny import tiny_model_path
 
-    folder = tiny_model_path(preset.tiny_role)
-    options = {k: (os.path.join(folder, v) if k in _TINY_PATHS else v) for k, v in options.items()}
+    return folder_arguments(preset, tiny_model_path(preset.tiny_role))
+
+
+def folder_arguments(preset: GeneratorPreset, folder: str) -> Tuple[str, Dict[str, Any]]:
+    """(model id, constructor arguments) of ``preset`` for a folder written by its ``tiny`` builder,
+    at tiny or full size (``benchmarks/bench_presets.py`` loads full-size random folders so)."""
+    options = {k: (os.path.join(folder, v) if k in _TINY_PATHS else v) for k, v in preset.tiny_options.items()}
     return folder, options
 
 
@@ -482,4 +487,4 @@ def table() -> str:
 
 __all__ = ["GeneratorPreset", "CaptionerPreset", "GENERATORS", "CAPTIONERS", "DEFAULT_GENERATOR",
            "DEFAULT_CAPTIONER", "generator_preset", "captioner_preset", "resolve_generator", "make_generator",
-           "make_captioner", "preset_settings", "default_preset_for", "table"]
+           "make_captioner", "preset_settings", "default_preset_for", "folder_arguments", "table"]
