@@ -68,14 +68,12 @@ def child(mode: str, preset_name: str, folder: str, frames: int, side: int) -> N
 
     ``side`` > 0 replaces the preset's default size by side x side (--quick: tiny models need no 512 px).
     """
-    import resource
-
     import torch  # noqa: F401  (imported before the baseline: every real process has it)
 
     from vid2vid_widgets import catalogue
     from vid2vid_widgets.generation import make_generator
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
+    baseline = _memory_gb("VmRSS")
     preset = catalogue.generator_preset(preset_name)
     # The fp16 files, as on a T4; the step runs in fp32 on the CPU (fp16 kernels are missing or slow there).
     dtype = "float16" if mode == "load" else "float32"
@@ -84,7 +82,7 @@ def child(mode: str, preset_name: str, folder: str, frames: int, side: int) -> N
     generator = make_generator(preset.backend, model_id, device="cpu", dtype=dtype, **{**options, "variant": "fp16"})
     generator.load()
     out: Dict[str, Any] = {"load_s": time.perf_counter() - started, "imports_rss_gb": baseline,
-                           "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB}
+                           "peak_rss_gb": _memory_gb("VmHWM")}
     if mode == "step":
         defaults = preset.settings()
         settings = defaults.replace(prompt=PROMPT, seed=0, num_steps=1, num_frames=min(frames, defaults.num_frames))
@@ -95,6 +93,19 @@ def child(mode: str, preset_name: str, folder: str, frames: int, side: int) -> N
                    frames=settings.num_frames, size=f"{settings.width}x{settings.height}",
                    guidance=settings.guidance_scale > 1, steps_default=defaults.num_steps)
     print("RESULT " + json.dumps(out))
+
+
+def _memory_gb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process from /proc, in GB.
+
+    Not getrusage's ru_maxrss: Linux keeps that across fork and exec, so a child of the (large)
+    process that built the model would report its parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / GB
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def run_child(mode: str, preset: str, folder: str, frames: int, side: int) -> Dict[str, Any]:

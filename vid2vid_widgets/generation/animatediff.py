@@ -115,9 +115,14 @@ class AnimateDiffGenerator(DiffusersTextToVideo):
         return _adapter_from_file(source, self.adapter_file, self.adapter_revision, tdtype)
 
     def _encode_prompt(self, c: TextToVideoComponents, settings: Any, notes: List[str]) -> Any:
+        from .._compat import motion_unet_repeats_prompt
+
+        embeddings = super()._encode_prompt(c, settings, notes)
+        if motion_unet_repeats_prompt():
+            return embeddings  # diffusers < 0.31: the UNet repeats them itself
         # The motion UNet runs its 2D layers on (batch x frames) images: one embedding per frame,
         # [negative x T, positive x T], as AnimateDiffPipeline repeats them.
-        return super()._encode_prompt(c, settings, notes).repeat_interleave(settings.num_frames, dim=0)
+        return embeddings.repeat_interleave(settings.num_frames, dim=0)
 
 
 def _adapter_from_file(source: str, filename: str, revision: Optional[str], tdtype: Any) -> Any:
