@@ -83,6 +83,14 @@ def child(mode: str, preset_name: str, folder: str, frames: int, side: int) -> N
     generator.load()
     out: Dict[str, Any] = {"load_s": time.perf_counter() - started, "imports_rss_gb": baseline,
                            "peak_rss_gb": _memory_gb("VmHWM")}
+    if mode == "load":
+        # The safetensors files are memory-mapped: a weight is read only when used. Moving the model
+        # to a GPU reads every one once; reading them here gives that worst case (page cache included).
+        components = generator._components()
+        for module in (components.text_encoder, components.unet, components.vae):
+            for tensor in (*module.parameters(), *module.buffers()):
+                float(tensor.max())  # reads every value, no copy
+        out["read_all_rss_gb"] = _memory_gb("VmHWM")
     if mode == "step":
         defaults = preset.settings()
         settings = defaults.replace(prompt=PROMPT, seed=0, num_steps=1, num_frames=min(frames, defaults.num_frames))
@@ -165,8 +173,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
     skipped = [p.name for p in catalogue.GENERATORS if p.backend not in FAMILIES]
     print(f"\nnot measured here: {', '.join(skipped)} (fp32 pickles through the modelscope package; see bench_gpu.py)")
-    print(f"\n{'preset':<24}{'download':>10}{'RAM after imports':>19}{'load RAM peak':>15}{'load':>8}"
-          f"{'1 step (CPU)':>14}  at")
+    print(f"\n{'preset':<24}{'download':>10}{'RAM after imports':>19}{'load RAM peak':>15}{'+ every weight read':>21}"
+          f"{'load':>8}{'1 step (CPU)':>14}  at")
     for row in rows:
         if "error" in row:
             print(f"{row['preset']:<24}{row['download_gb']:>8.2f} GB  [{row['error']}]")
@@ -175,11 +183,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         at = (f"{row['frames']} frames of {row['size']}{' x2 (guidance)' if row['guidance'] else ''}, default "
               f"{row['steps_default']} steps" if "step_s" in row else "")
         print(f"{row['preset']:<24}{row['download_gb']:>8.2f} GB{row['imports_rss_gb']:>16.2f} GB"
-              f"{row['peak_rss_gb']:>12.2f} GB{row['load_s']:>7.1f} s{step:>14}  {at}")
-    worst = max((r["peak_rss_gb"] for r in rows if "peak_rss_gb" in r), default=float("nan"))
-    met = all("peak_rss_gb" in r and r["peak_rss_gb"] < TARGET_GB for r in rows)
-    print(f"\nloading RAM target (< {TARGET_GB:g} GB for every preset): {'MET' if met else 'NOT MET'} "
-          f"(worst {worst:.2f} GB){' [tiny sizes: not the real figure]' if args.quick else ''}")
+              f"{row['peak_rss_gb']:>12.2f} GB{row['read_all_rss_gb']:>18.2f} GB{row['load_s']:>7.1f} s{step:>14}  {at}")
+    worst = max((r["read_all_rss_gb"] for r in rows if "read_all_rss_gb" in r), default=float("nan"))
+    met = all("read_all_rss_gb" in r and r["read_all_rss_gb"] < TARGET_GB for r in rows)
+    print(f"\nloading RAM target (< {TARGET_GB:g} GB for every preset, every weight read): "
+          f"{'MET' if met else 'NOT MET'} (worst {worst:.2f} GB){' [tiny sizes: not the real figure]' if args.quick else ''}")
     return 0 if all("error" not in r for r in rows) else 1
 
 
