@@ -355,7 +355,11 @@ def test_backend_change_rebuilds_the_generator_or_explains(tmp_path, monkeypatch
     monkeypatch.setattr(generation, "make_generator", lambda *a, **k: calls.append((a, k)) or fake)
     panel.backend.value = "modelscope"
     assert pipeline.generator is fake
-    assert calls == [(("modelscope",), {"models": "tiny", "device": pipeline.device, "dtype": pipeline.dtype})]
+    assert calls == [(("modelscope", None), {"models": "tiny", "device": pipeline.device, "dtype": pipeline.dtype})]
+    # The backend's own preset is shown in the Model dropdown, with its defaults (the original: DDIM)
+    # except for the settings given to the panel (SMALL's steps).
+    assert panel.model.value == "modelscope-original" and panel.scheduler.value == "ddim"
+    assert panel.steps.value == SMALL["num_steps"]
 
     def missing(*a, **k):
         raise MissingDependencyError("The modelscope backend needs: pip install 'vid2vid-widgets[modelscope]'")
@@ -364,6 +368,7 @@ def test_backend_change_rebuilds_the_generator_or_explains(tmp_path, monkeypatch
     panel.backend.value = "diffusers"
     assert "pip install" in panel.error.value
     assert panel.backend.value == "modelscope" and pipeline.generator is fake  # nothing half-changed
+    assert panel.model.value == "modelscope-original"
 
 
 def test_colab_runs_inside_the_click_handler(tmp_path, monkeypatch):

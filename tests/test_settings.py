@@ -21,7 +21,7 @@ def test_empty_prompt_is_refused_with_a_next_step(prompt):
 @pytest.mark.parametrize("field,value,word", [
     ("num_frames", 0, "frames"), ("num_steps", 0, "steps"), ("fps", 0, "fps"),
     ("seed", -1, "seed"), ("seed", MAX_SEED + 1, "seed"), ("guidance_scale", -1.0, "guidance"),
-    ("scheduler", "euler", "scheduler"), ("num_frames", 2.5, "frames"),
+    ("scheduler", "lms", "scheduler"), ("num_frames", 2.5, "frames"),
 ])
 def test_out_of_range_settings_are_refused(field, value, word):
     with pytest.raises(InvalidSettingsError, match=word):

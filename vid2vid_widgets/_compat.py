@@ -154,6 +154,19 @@ def transformers_major() -> int:
     return int(transformers.__version__.split(".")[0])
 
 
+@functools.lru_cache(maxsize=None)
+def motion_unet_repeats_prompt() -> bool:
+    """Does diffusers' ``UNetMotionModel`` repeat the prompt embedding once per frame itself?
+
+    Before diffusers 0.31 it did (given one embedding per video); from 0.31 on the pipeline repeats
+    it and the UNet expects one per frame.
+    """
+    import diffusers
+
+    major, minor = (int(part) for part in diffusers.__version__.split(".")[:2])
+    return (major, minor) < (0, 31)
+
+
 def transformers_dtype_kwarg() -> str:
     """The ``from_pretrained`` keyword for the weights' dtype: ``dtype`` from transformers 4.56 on
     (``torch_dtype`` is deprecated there), ``torch_dtype`` before (where ``dtype`` reaches the model's

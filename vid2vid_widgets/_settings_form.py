@@ -8,10 +8,12 @@ generation settings: the form exposes them as plain attributes.
 
 from __future__ import annotations
 
-from typing import Sequence
+import html
+from typing import List, Optional, Sequence, Tuple
 
 import ipywidgets as widgets
 
+from . import catalogue
 from ._compat import set_titles
 from .generation.base import SCHEDULERS, GenerationSettings
 from .generation.preview import DEFAULT_PREVIEW_EVERY
@@ -32,9 +34,17 @@ class SettingsForm(widgets.Accordion):
     """
 
     def __init__(self, settings: GenerationSettings, caption_frames: int, backend: str,
-                 backends: Sequence[str], preview_every: int = DEFAULT_PREVIEW_EVERY,
-                 save_previews: bool = False) -> None:
+                 backends: Sequence[str], model: Optional[str] = None,
+                 preview_every: int = DEFAULT_PREVIEW_EVERY, save_previews: bool = False) -> None:
         s = settings
+        # The catalogue's generators (and the model in use when it is an id or folder of its own).
+        model = model or catalogue.DEFAULT_GENERATOR
+        self.model = widgets.Dropdown(options=model_options(model), value=model, description="Model", style=_WIDE,
+                                      layout=widgets.Layout(width="460px"))
+        self.model.add_class("vid2vid-model")
+        self.model_info = widgets.HTML(model_info_html(model))
+        self.model_info.add_class("vid2vid-model-info")
+        self.model.observe(lambda c: setattr(self.model_info, "value", model_info_html(c["new"])), names="value")
         self.seed = widgets.IntText(value=s.seed or 0, description="Seed", style=_WIDE,
                                     layout=widgets.Layout(width="200px"), disabled=s.seed is None)
         self.random_seed = widgets.Checkbox(value=s.seed is None, description="random", indent=False,
@@ -79,6 +89,8 @@ class SettingsForm(widgets.Accordion):
                                               indent=False, layout=widgets.Layout(width="auto"))
         self.random_seed.observe(lambda c: setattr(self.seed, "disabled", bool(c["new"])), names="value")
         rows = [
+            widgets.HBox([self.model, self.model_info], layout=widgets.Layout(align_items="center",
+                                                                              flex_flow="row wrap")),
             widgets.HBox([self.seed, self.random_seed, self.steps, self.frames, self.guidance]),
             widgets.HBox([self.height, self.width, self.fps, self.caption_frames]),
             self.negative_prompt,
@@ -107,6 +119,16 @@ class SettingsForm(widgets.Accordion):
             window=self._window,
         )
 
+    def show_defaults(self, settings: GenerationSettings) -> None:
+        """Show a model's default settings (frames, size, steps, guidance, fps, negative prompt, scheduler).
+
+        The seed, the strength and the input window are the person's, not the model's: they stay.
+        """
+        self.frames.value, self.steps.value = settings.num_frames, settings.num_steps
+        self.guidance.value, self.fps.value = settings.guidance_scale, settings.fps
+        self.height.value, self.width.value = settings.height, settings.width
+        self.negative_prompt.value, self.scheduler.value = settings.negative_prompt, settings.scheduler
+
     def keep_seed(self, seed: int) -> None:
         """Show the seed a run used, so unticking "random" repeats that exact video."""
         self.seed.value = int(seed)
@@ -117,4 +139,24 @@ class SettingsForm(widgets.Accordion):
         self.seed.value = int(seed)
 
 
-__all__ = ["SettingsForm"]
+def model_options(current: str) -> List[Tuple[str, str]]:
+    """(label, value) for every generator preset: "name · license · download size"."""
+    options = [(f"{p.name} \u00b7 {p.license_text()} \u00b7 {catalogue.size_text(p.download_bytes)}", p.name)
+               for p in catalogue.GENERATORS]
+    if current not in {value for _, value in options}:
+        options.append((f"{current} (your model)", current))
+    return options
+
+
+def model_info_html(name: str) -> str:
+    """License, download size, video-to-video and the T4 note of a preset (a plain note for other models)."""
+    preset = catalogue.generator_preset(name)
+    if preset is None:
+        return "<small>Your own model id or folder: license and size are those of its model card.</small>"
+    follows = "follows an input video" if preset.video_to_video else "words only"
+    return (f'<small><a href="{html.escape(preset.license_url)}" target="_blank">{html.escape(preset.license_text())}'
+            f"</a> \u00b7 {catalogue.size_text(preset.download_bytes)} download \u00b7 {follows} \u00b7 "
+            f"T4: {html.escape(preset.t4_note)}</small>")
+
+
+__all__ = ["SettingsForm", "model_options", "model_info_html"]

@@ -5,6 +5,7 @@
     vid2vid run VIDEO -o new.mp4
     vid2vid history
     vid2vid batch clips/ -o out/ --caption-only
+    vid2vid models                  the generators and captioners to choose from (--model, --captioner)
 
 Every generation is also saved as a run folder (output.mp4 + run.json) under --output-dir.
 Errors are one line on stderr and a non-zero exit code, never a traceback.
@@ -67,7 +68,8 @@ def _add_caption_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, SETTING_OPTIONS, with_defaults=True, title="generation settings")
+    # Settings not given stay unset: the chosen model's defaults fill them in (zeroscope: 24 frames...).
+    add_options(parser, SETTING_OPTIONS, with_defaults=False, title="generation settings", model_defaults=True)
     parser.add_argument("-o", "--output", metavar="OUT.mp4", help="also copy the video here (never overwrites)")
     parser.add_argument("--previews", action="store_true",
                         help="save the live previews (what the video looked like every few steps) in the run folder")
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     _add_batch_parser(sub)
+    sub.add_parser("models", help="list the models to choose from, with license and download size",
+                   description="The catalogue: generators (--model NAME) and captioners (--captioner NAME).")
 
     p = sub.add_parser("history", help="list past runs in the output folder")
     add_options(p, [o for o in MODEL_OPTIONS if o.dest == "output_dir"], with_defaults=True)
@@ -190,6 +194,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     progress = TqdmProgress(enabled=not getattr(args, "quiet", False))
     try:
         with warnings.catch_warnings():
+            if args.command == "models":
+                from .catalogue import table
+
+                print(table())
+                return 0
             if args.command != "history" and models_from_environment(args.models) == "tiny":
                 warnings.simplefilter("ignore")  # tiny models: library chatter would drown the output
             if args.command == "history":

@@ -15,18 +15,19 @@ import html
 import os
 import threading
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import ipywidgets as widgets
 
 from . import _panel_text as text
+from . import catalogue
 from ._compat import clear_upload, parse_upload_value, set_titles, upload_trigger_trait
 from ._history import HistoryList
 from ._runner import Runner
-from ._settings_form import SettingsForm
+from ._settings_form import SettingsForm, model_options
 from ._variations_grid import VariationsGrid
 from .errors import GenerationCancelled, InvalidSettingsError, Vid2VidError
-from .generation import BACKENDS, DEFAULT_BACKEND
+from .generation import BACKENDS
 from .generation.base import GenerationSettings
 from .generation.preview import DEFAULT_PREVIEW_EVERY, png_bytes
 from .pipeline import (DEFAULT_CAPTION_FRAMES, PREVIEW_SECONDS, Vid2VidPipeline, models_from_environment,
@@ -57,7 +58,9 @@ class Vid2VidPanel(widgets.VBox):
         save_previews: also save those previews in each run's folder.
         **settings: ``GenerationSettings`` defaults (seed, num_steps, num_frames, guidance_scale,
             height, width, fps, negative_prompt, scheduler), and ``caption_frames``, ``output_dir``,
-            ``backend``, ``device``, ``dtype`` for the pipeline.
+            ``model`` (a catalogue name, hub id or folder), ``captioner``, ``backend``, ``device``,
+            ``dtype`` for the pipeline. Settings given here stay when another model is chosen; the
+            others follow the chosen model's defaults.
     """
 
     def __init__(
@@ -76,16 +79,21 @@ class Vid2VidPanel(widgets.VBox):
             raise TypeError(f"Pass {', '.join(sorted(set(pipeline_options) - {'caption_frames'}))} to the pipeline "
                             "you give the panel, not to the panel.")
         self._models = pipeline.models if pipeline is not None else models_from_environment(models)
-        # Options for the pipeline built on first use; the form's caption frames and backend join them then.
-        self._pipeline_options = {k: v for k, v in pipeline_options.items() if k not in ("caption_frames", "backend")}
+        # Options for the pipeline built on first use; the form's caption frames, model and backend join them then.
+        self._pipeline_options = {k: v for k, v in pipeline_options.items()
+                                  if k not in ("caption_frames", "backend", "model", "generator_model")}
+        self._given_settings = dict(setting_values)
         self._pipeline = pipeline
         self._pipeline_lock = threading.Lock()
         self._runner = runner or Runner()
         self._cancel = CancelToken()
-        defaults = (pipeline.settings if pipeline is not None else GenerationSettings()).replace(**setting_values)
+        model, preset, backend = _model_choice(pipeline, pipeline_options)
+        if pipeline is not None:
+            defaults = pipeline.settings.replace(**setting_values)
+        else:
+            defaults = catalogue.preset_settings(preset, setting_values)
         caption_frames = pipeline_options.get("caption_frames",
                                               pipeline.caption_frames if pipeline is not None else DEFAULT_CAPTION_FRAMES)
-        backend = pipeline_options.get("backend") or (pipeline.backend if pipeline is not None else DEFAULT_BACKEND)
 
         self.loaded = None  # LoadedVideo shown on the left
         self.caption_result = None  # CaptionResult of the loaded video
@@ -93,12 +101,13 @@ class Vid2VidPanel(widgets.VBox):
         self.last_result = None
         self.last_error: Optional[BaseException] = None  # for tests and bug reports
         self._reverting_backend = False
+        self._syncing_model = False  # the model and backend dropdowns follow each other without looping
 
         self._build_inputs(autocaption)
         self._build_videos()
         self._build_caption()
         self._build_actions()
-        self._build_settings(defaults, int(caption_frames), backend, int(preview_every), bool(save_previews))
+        self._build_settings(defaults, int(caption_frames), backend, model, int(preview_every), bool(save_previews))
         self._build_history()
         super().__init__(children=self._layout())
         self.add_class("vid2vid-panel")
@@ -180,17 +189,17 @@ class Vid2VidPanel(widgets.VBox):
                                          "The same words with several seeds, side by side", icon="th")
         self.variations = VariationsGrid(self._use_seed)
 
-    def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str, preview_every: int,
-                        save_previews: bool) -> None:
+    def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str, model: str,
+                        preview_every: int, save_previews: bool) -> None:
         backends = list(BACKENDS) if backend in BACKENDS else [*BACKENDS, backend]
-        self.settings_form = self.settings_box = SettingsForm(s, caption_frames, backend, backends, preview_every,
-                                                              save_previews)
+        self.settings_form = self.settings_box = SettingsForm(s, caption_frames, backend, backends, model,
+                                                              preview_every, save_previews)
         form = self.settings_form
         # The form's widgets under their old panel names: code and notebooks set panel.steps.value etc.
         self.seed, self.random_seed, self.steps, self.frames = form.seed, form.random_seed, form.steps, form.frames
         self.guidance, self.height, self.width, self.fps = form.guidance, form.height, form.width, form.fps
         self.negative_prompt, self.caption_frames = form.negative_prompt, form.caption_frames
-        self.scheduler, self.backend = form.scheduler, form.backend
+        self.scheduler, self.backend, self.model = form.scheduler, form.backend, form.model
         self.strength, self.start = form.strength, form.start
         self.preview_every, self.save_previews = form.preview_every, form.save_previews
 
@@ -244,6 +253,7 @@ class Vid2VidPanel(widgets.VBox):
         self.cancel_button.on_click(lambda _: self.cancel())
         self.use_frame_caption.on_click(lambda _: self._use_frame_caption())
         self.backend.observe(self._on_backend, names="value")
+        self.model.observe(self._on_model, names="value")
         self.past_runs_button.on_click(lambda _: self.show_past_runs())
 
     def _click(self, action: Callable[[], Any]) -> Callable[[Any], None]:
@@ -263,9 +273,11 @@ class Vid2VidPanel(widgets.VBox):
         with self._pipeline_lock:
             if self._pipeline is None:
                 # Settings are not passed: every caption and generate call sends the widgets' values.
+                # A preset runs on its own backend; an id or folder on the backend chosen beside it.
+                preset = catalogue.generator_preset(self.model.value)
                 self._pipeline = Vid2VidPipeline.from_options(
-                    models=self._models, backend=self.backend.value, caption_frames=self.caption_frames.value,
-                    **self._pipeline_options)
+                    models=self._models, backend=None if preset is not None else self.backend.value,
+                    model=self.model.value, caption_frames=self.caption_frames.value, **self._pipeline_options)
             return self._pipeline
 
     # -- public actions (the buttons call these; so can code and tests) ------------------------
@@ -488,7 +500,7 @@ class Vid2VidPanel(widgets.VBox):
 
     def _set_running(self, running: bool) -> None:
         for control in (self.upload, self.path_text, self.load_button, self.caption_button, self.generate_button,
-                        self.backend, self.past_runs_button, self.variations_button):
+                        self.backend, self.model, self.past_runs_button, self.variations_button):
             control.disabled = running
         self.cancel_button.disabled = not (running and self._runner.threaded)
         if running:
@@ -530,6 +542,8 @@ class Vid2VidPanel(widgets.VBox):
                 raise Vid2VidError("Wait for the run to finish before changing the backend.")
             self._pipeline.set_backend(change["new"])
             self._set_status(f"Backend: {change['new']} (its model loads on the next Generate).")
+            if self._pipeline.preset is not None:
+                self._show_model(self._pipeline.preset.name)
         except Exception as exc:
             self._show_error(str(exc) if isinstance(exc, Vid2VidError)
                              else f"Something went wrong: {type(exc).__name__}: {exc}")
@@ -538,6 +552,61 @@ class Vid2VidPanel(widgets.VBox):
                 self.backend.value = change["old"]
             finally:
                 self._reverting_backend = False
+
+
+    def _on_model(self, change: Dict[str, Any]) -> None:
+        """Another model chosen: switch the pipeline's generator (the old one stays resident) and show
+        the new model's default settings, keeping those given when the panel was made."""
+        if self._syncing_model:
+            return
+        preset = catalogue.generator_preset(change["new"])
+        try:
+            if self._runner.busy:
+                raise Vid2VidError("Wait for the run to finish before changing the model.")
+            if self._pipeline is not None:
+                self._pipeline.set_model(change["new"], None if preset is not None else self.backend.value)
+        except Exception as exc:
+            self._show_error(str(exc) if isinstance(exc, Vid2VidError)
+                             else f"Something went wrong: {type(exc).__name__}: {exc}")
+            self._show_model(change["old"], defaults=False)
+            return
+        self.settings_form.show_defaults(catalogue.preset_settings(preset, self._given_settings))
+        if preset is not None and self.backend.value != preset.backend:
+            self._syncing_model = self._reverting_backend = True  # the backend follows; no second switch
+            try:
+                self.backend.value = preset.backend
+            finally:
+                self._syncing_model = self._reverting_backend = False
+        self._set_status(f"Model: {change['new']} (it loads on the next Generate; models loaded before stay "
+                         "in memory until vid2vid_widgets.unload()).")
+
+    def _show_model(self, name: str, defaults: bool = True) -> None:
+        """Show ``name`` in the Model dropdown without switching anything (the pipeline already has it)."""
+        self._syncing_model = True
+        try:
+            if name not in {value for _, value in self.model.options}:
+                self.model.options = model_options(name)
+            self.model.value = name
+            if defaults:
+                    self.settings_form.show_defaults(catalogue.preset_settings(catalogue.generator_preset(name),
+                                                                           self._given_settings))
+        finally:
+            self._syncing_model = False
+
+
+def _model_choice(pipeline: Optional[Vid2VidPipeline], options: Dict[str, Any]) -> Tuple[str, Any, str]:
+    """(model shown, its preset or None, backend shown) for a new panel."""
+    if pipeline is not None:
+        preset = pipeline.preset
+        model = preset.name if preset is not None else str(getattr(pipeline.generator, "model_id", "custom"))
+        return model, preset, pipeline.backend
+    generator = options.get("generator")
+    named = generator if isinstance(generator, str) and generator not in BACKENDS and \
+        catalogue.generator_preset(generator) else None
+    backend = options.get("backend") or (generator if isinstance(generator, str) and not named else None)
+    backend, model_id, preset = catalogue.resolve_generator(
+        options.get("model") or options.get("generator_model") or named, backend)
+    return (preset.name if preset is not None else str(model_id)), preset, backend
 
 
 __all__ = ["Vid2VidPanel", "VIDEO_ACCEPT"]

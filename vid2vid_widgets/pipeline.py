@@ -23,9 +23,8 @@ import numpy as np
 
 from . import video
 from ._compat import CPU_WARNING, resolve_device
-from .captioning import DEFAULT_CAPTION_MODEL, BlipCaptioner, Caption
+from .captioning import BlipCaptioner, Caption
 from .errors import BusyError, InvalidSettingsError, InvalidVideoError, OutputNotWritableError, Vid2VidError
-from .generation import make_generator
 from .generation.base import MAX_SEED, GenerationSettings, Generator, generation_out_of_memory_advice, size_for_aspect
 from .generation.preview import DEFAULT_PREVIEW_EVERY, png_bytes
 from .oom import out_of_memory_advice, out_of_memory_guard
@@ -39,7 +38,7 @@ DEFAULT_OUTPUT_DIR = "vid2vid-runs"
 MODELS_ENV = "VID2VID_MODELS"  # "tiny": every UI built from options uses the tiny random models
 # Keyword arguments of Vid2VidPipeline other than GenerationSettings fields ("backend" is the UIs'
 # name for ``generator``).
-PIPELINE_OPTIONS = ("captioner", "backend", "generator", "generator_model", "models", "device", "dtype",
+PIPELINE_OPTIONS = ("captioner", "backend", "generator", "model", "generator_model", "models", "device", "dtype",
                     "output_dir", "caption_frames")
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(GenerationSettings))
 CAPTION_MAX_SIDE = 512  # BLIP looks at 384 px; decoding 4K frames at full size only costs memory
@@ -93,14 +92,22 @@ class Vid2VidPipeline:
     """Caption a video, generate a new one from (edited) words, and record every run.
 
     Args:
-        captioner: a BLIP model id or folder, or a captioner object (default BLIP base).
-        generator: a backend name ("diffusers", "modelscope") or a generator object.
-        generator_model: the model id or folder for the backend (default: the backend's own).
+        captioner: a catalogue name ("blip-base", "blip-large", "smolvlm2", ...), a BLIP model id or
+            folder, or a captioner object (default BLIP base).
+        generator: a backend name ("diffusers", "animatediff", "modelscope"), a catalogue preset name
+            ("zeroscope-576w", "animatediff-lightning", ...) or a generator object.
+        model: a catalogue preset name, a hub id or a local folder (``vid2vid models`` lists the
+            presets); an id or folder runs on ``generator``'s backend (default "diffusers").
+        generator_model: the old name of ``model`` (still accepted).
         models: "tiny" for the tiny random models (tests, offline demos); None for the real ones.
         device, dtype: "auto" picks CUDA in fp16, else the CPU in fp32 (with a warning).
         output_dir: where run folders, uploads and previews go.
         caption_frames: how many frames of the video are captioned.
         **settings: defaults for ``GenerationSettings`` (num_frames, num_steps, seed, ...).
+
+    The pipeline's default settings (``self.settings``) are ``GenerationSettings()``, then the
+    preset's defaults (zeroscope: 24 frames of 576x320...), then the ``settings`` given here: what
+    is given always wins, and switching the model (``set_model``) keeps it.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class Vid2VidPipeline:
         captioner: Union[str, BlipCaptioner, None] = None,
         generator: Union[str, Generator, None] = None,
         *,
+        model: Optional[str] = None,
         generator_model: Optional[str] = None,
         models: Optional[str] = None,
         device: str = "auto",
@@ -124,10 +132,15 @@ class Vid2VidPipeline:
         if self.device == "cpu" and models != "tiny" and device == "auto":
             warnings.warn(CPU_WARNING, stacklevel=2)
         self.captioner = self._make_captioner(captioner)
-        self.generator = make_generator(generator, generator_model, models=models, device=self.device, dtype=self.dtype)
+        self._given_settings = dict(settings)
+        self.preset = None
+        if generator is not None and not isinstance(generator, str):
+            self.generator = generator
+            self.settings = GenerationSettings(**settings)
+        else:
+            self._use_model(_model_choice(generator, model, generator_model), _backend_choice(generator))
         self.store = RunStore(output_dir)
         self.caption_frames = int(caption_frames)
-        self.settings = GenerationSettings(**settings)
         self._busy = threading.Lock()
 
     @classmethod
@@ -145,15 +158,18 @@ class Vid2VidPipeline:
     def _make_captioner(self, captioner: Union[str, BlipCaptioner, None]) -> BlipCaptioner:
         if captioner is not None and not isinstance(captioner, str):
             return captioner
-        model_id = captioner
-        if model_id is None:
-            if self.models == "tiny":
-                from .tiny import tiny_model_path
+        from . import catalogue
 
-                model_id = tiny_model_path("captioner")
-            else:
-                model_id = DEFAULT_CAPTION_MODEL
-        return BlipCaptioner(model_id, device=self.device, dtype=self.dtype)
+        return catalogue.make_captioner(captioner, models=self.models, device=self.device, dtype=self.dtype)
+
+    def _use_model(self, model: Optional[str], backend: Optional[str]) -> None:
+        """Point the generator at a preset, id or folder, and take the preset's default settings."""
+        from . import catalogue
+
+        generator, preset = catalogue.make_generator(model, backend=backend, models=self.models, device=self.device,
+                                                     dtype=self.dtype)
+        settings = catalogue.preset_settings(preset, self._given_settings)
+        self.generator, self.preset, self.settings = generator, preset, settings
 
     # -- one run at a time -------------------------------------------------------------------
     @contextmanager
@@ -181,11 +197,17 @@ class Vid2VidPipeline:
         Refused (``BusyError``) while a run is in progress; a backend that cannot be used (a missing
         extra) raises and leaves the current one in place.
         """
-        from . import generation
-
         with self._exclusive():
-            self.generator = generation.make_generator(backend, models=self.models, device=self.device,
-                                                       dtype=self.dtype)
+            self._use_model(None, backend)
+
+    def set_model(self, model: str, backend: Optional[str] = None) -> None:
+        """Switch the generator to a catalogue preset, hub id or folder; it loads on the next generate.
+
+        The models loaded before stay resident (``vid2vid_widgets.unload()`` frees them); the default
+        settings become the new preset's, except those given when the pipeline was made.
+        """
+        with self._exclusive():
+            self._use_model(model, backend)
 
     @property
     def runs_dir(self) -> Path:
@@ -368,7 +390,7 @@ class Vid2VidPipeline:
         if checked.follows_input:
             loaded = self.load_video(source)
             source = loaded
-            if not _size_was_chosen(base, overrides):
+            if not _size_was_chosen(base, overrides, self._preset_defaults()):
                 checked = checked.replace(**self.size_for_input(loaded))
                 notices = [*notices, f"size {checked.width}x{checked.height} follows the input's aspect ratio "
                                      f"({loaded.info.width}x{loaded.info.height}); set a size to choose another."]
@@ -424,7 +446,8 @@ class Vid2VidPipeline:
                 "input": self._input_reference(source),
                 "follow": dict(follow) if follow is not None else None,
                 "notes": notes,
-                "models": {"generator": result.model or self.generator.describe(),
+                "models": {"generator": {**(result.model or self.generator.describe()),
+                                         "preset": self.preset.name if self.preset is not None else None},
                            "captioner": self.captioner.describe() if caption is not None else None},
                 "timings": timings,
                 "frames_shape": list(result.frames.shape),
@@ -449,9 +472,13 @@ class Vid2VidPipeline:
         """
         info = self.load_video(source).info
         unit = int(getattr(self.generator, "size_unit", 8))
-        default = GenerationSettings()
+        default = self._preset_defaults()
         width, height = size_for_aspect(info.width / info.height, default.width * default.height, unit)
         return {"width": width, "height": height}
+
+    def _preset_defaults(self) -> GenerationSettings:
+        """The model's own default settings (the preset's; ``GenerationSettings()`` for other models)."""
+        return self.preset.settings() if self.preset is not None else GenerationSettings()
 
     def _input_window(self, loaded: LoadedVideo, settings: GenerationSettings) -> Tuple[np.ndarray, Dict[str, Any]]:
         """The input frames a video-to-video run follows, chosen by time, and what to record of them."""
@@ -586,9 +613,11 @@ def _accepts_previews(generator: Any) -> bool:
         return False
 
 
-def _size_was_chosen(base: GenerationSettings, overrides: Dict[str, Any]) -> bool:
-    """Did the person choose the output size (here or in the pipeline's defaults)? Else follow the input's."""
-    default = GenerationSettings()
+def _size_was_chosen(base: GenerationSettings, overrides: Dict[str, Any], default: GenerationSettings) -> bool:
+    """Did the person choose the output size (here or in the pipeline's defaults)? Else follow the input's.
+
+    ``default``: the model's own default settings (a preset's size is not a choice of the person's).
+    """
     return "height" in overrides or "width" in overrides or (base.height, base.width) != (default.height, default.width)
 
 
@@ -613,6 +642,28 @@ def caption_frames_of(source: LoadedVideo, k: int) -> video.SampledFrames:
     if k < 1:
         raise InvalidSettingsError(f"Caption frames must be at least 1 (got {k}).")
     return video.sample_frames(source.path, k, max_side=CAPTION_MAX_SIDE)
+
+
+def _backend_choice(generator: Optional[str]) -> Optional[str]:
+    """``generator`` when it names a backend (or an unknown one, refused later); None for a preset or nothing."""
+    return generator if generator is not None and not _is_preset(generator) else None
+
+
+def _is_preset(name: str) -> bool:
+    """A preset name that is not also a backend name ("animatediff" is both: then it is the backend)."""
+    from . import catalogue
+    from .generation import BACKENDS
+
+    return name not in BACKENDS and catalogue.generator_preset(name) is not None
+
+
+def _model_choice(generator: Optional[str], model: Optional[str], generator_model: Optional[str]) -> Optional[str]:
+    """The one model asked for: ``model``, its old name ``generator_model``, or a preset named as ``generator``."""
+    named = [m for m in (model, generator_model, generator if generator and _is_preset(generator) else None) if m]
+    if len(set(named)) > 1:
+        raise InvalidSettingsError(f"Two models were asked for ({' and '.join(repr(m) for m in named)}): "
+                                   "give one, as model=... (--model on the command line).")
+    return named[0] if named else None
 
 
 def models_from_environment(models: Optional[str] = None) -> Optional[str]:

@@ -25,7 +25,7 @@ from ..oom import out_of_memory_advice, out_of_memory_guard
 from ..progress import CancelToken, PreviewCallback, ProgressCallback, StepReporter
 from .preview import DEFAULT_PREVIEW_EVERY, LatentRGBMap, PreviewMaker, fit_latent_rgb, published_latent_rgb
 
-SCHEDULERS = ("dpm++", "ddim")
+SCHEDULERS = ("dpm++", "ddim", "euler")  # euler: what few-step distilled models prescribe
 MAX_SEED = 2**32 - 1
 # Fitted latent->RGB maps, one per loaded model (ModelKey): fitting takes a few VAE calls, once.
 _FITTED: Dict[ModelKey, LatentRGBMap] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .._compat import torch_dtype, transformers_dtype_kwarg
 from ..errors import ModelLoadError
@@ -45,18 +45,21 @@ class TextToVideoComponents:
 
 
 def build_scheduler(name: str, config: Dict[str, Any]) -> Any:
-    """A fresh scheduler of kind ``name`` ("dpm++" or "ddim") from the model's own scheduler config.
+    """A fresh scheduler of kind ``name`` ("dpm++", "ddim" or "euler") from the model's own scheduler config.
 
     Fresh for every run: schedulers keep per-run state (step index, previous model outputs), so a
-    shared instance would leak one run into the next.
+    shared instance would leak one run into the next. "euler" is what distilled few-step models
+    (AnimateDiff-Lightning) prescribe.
     """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
     if name == "dpm++":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
     if name == "ddim":
         return DDIMScheduler.from_config(config)
-    raise ValueError(f"Unknown scheduler {name!r}: choose 'dpm++' or 'ddim'.")
+    if name == "euler":
+        return EulerDiscreteScheduler.from_config(config)
+    raise ValueError(f"Unknown scheduler {name!r}: choose 'dpm++', 'ddim' or 'euler'.")
 
 
 def _load_error(model_id: str, revision: Optional[str], reason: str) -> ModelLoadError:
@@ -73,11 +76,20 @@ def _load_error(model_id: str, revision: Optional[str], reason: str) -> ModelLoa
     )
 
 
+# weights(loader, subfolder, dtype keyword) -> a model: loads one component with the variant fallback.
+WeightsLoader = Callable[[Callable[..., Any], str, str], Any]
+
+
 def _load_components(
     model_id: str, revision: Optional[str], device: str, dtype: str, variant: Optional[str], cpu_offload: bool,
-    variant_was_auto: bool,
+    variant_was_auto: bool, load_unet: Optional[Callable[[WeightsLoader], Any]] = None,
 ) -> TextToVideoComponents:
-    """Load every component of ``model_id``. Only ever called through ``REGISTRY.get``."""
+    """Load every component of ``model_id``. Only ever called through ``REGISTRY.get``.
+
+    ``load_unet(weights)`` builds the denoiser for families whose UNet is not a stored
+    ``UNet3DConditionModel`` (AnimateDiff: a 2D UNet plus a motion adapter); one component at a
+    time, so loading never holds two copies of the weights.
+    """
     import torch
 
     if is_local_folder(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
@@ -108,7 +120,10 @@ def _load_components(
         # The scheduler config first: it is tiny and fails clearly when the model is not there at all.
         scheduler_config = dict(DDIMScheduler.load_config(model_id_path, subfolder="scheduler", revision=revision))
         text_encoder = weights(CLIPTextModel.from_pretrained, "text_encoder", transformers_dtype_kwarg())
-        unet = weights(UNet3DConditionModel.from_pretrained, "unet", "torch_dtype")
+        if load_unet is None:
+            unet = weights(UNet3DConditionModel.from_pretrained, "unet", "torch_dtype")
+        else:
+            unet = load_unet(weights)
         vae = weights(AutoencoderKL.from_pretrained, "vae", "torch_dtype")
         tokenizer = CLIPTokenizer.from_pretrained(model_id_path, subfolder="tokenizer", revision=revision)
         # transformers can build a 3-token default tokenizer when the files are missing instead of failing;
@@ -168,8 +183,11 @@ class DiffusersTextToVideo(GeneratorBase):
         variant: Optional[str] = "auto",
         vae_slice_frames: Optional[int] = 8,
         cpu_offload: bool = False,
+        scheduler_config: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(model_id, revision=revision, device=device, dtype=dtype, vae_slice_frames=vae_slice_frames)
+        # Overrides of the model's own scheduler config (a preset's recipe, e.g. linear betas).
+        self.scheduler_overrides = dict(scheduler_config or {})
         on_cuda = self.device.startswith("cuda")
         self._variant_was_auto = variant == "auto"
         if variant == "auto":
@@ -196,7 +214,10 @@ class DiffusersTextToVideo(GeneratorBase):
         return [] if self.cpu_offload else ["turn on CPU offload (cpu_offload=True)"]
 
     def _describe_extra(self) -> Dict[str, Any]:
-        return {"variant": self.variant, "cpu_offload": self.cpu_offload, "vae_slice_frames": self.vae_slice_frames}
+        extra = {"variant": self.variant, "cpu_offload": self.cpu_offload, "vae_slice_frames": self.vae_slice_frames}
+        if self.scheduler_overrides:
+            extra["scheduler_config"] = dict(self.scheduler_overrides)
+        return extra
 
     # -- the backend's part of a run ----------------------------------------------------------------
     def _adapt(self, settings: GenerationSettings, c: TextToVideoComponents) -> Tuple[GenerationSettings, List[str]]:
@@ -230,7 +251,7 @@ class DiffusersTextToVideo(GeneratorBase):
         import torch
 
         do_guidance = settings.guidance_scale > 1.0
-        scheduler = build_scheduler(settings.scheduler, c.scheduler_config)
+        scheduler = build_scheduler(settings.scheduler, {**c.scheduler_config, **self.scheduler_overrides})
         scheduler.set_timesteps(settings.num_steps, device=torch.device(self.device))
         step_kwargs = _extra_step_kwargs(scheduler, generator)
         # Per-sample thresholding is the only scheduler feature that depends on the batch layout; only

@@ -9,7 +9,8 @@ Their output is noise-like colour: they test the plumbing, not the art.
 
 One module per model, each with a ``build(folder, ...)`` whose size parameters default to the tiny
 sizes: ``tiny.blip`` (the captioner), ``tiny.text_to_video`` (the diffusers backend),
-``tiny.modelscope`` (the modelscope backend). Given the published sizes instead, the same builders
+``tiny.modelscope`` (the modelscope backend), ``tiny.animatediff`` (the animatediff backend: SD 1.5
+plus motion adapters). Given the published sizes instead, the same builders
 write full-size random models in the real layout (``benchmarks/bench_gpu.py`` measures those).
 """
 
@@ -29,6 +30,7 @@ _BUILDERS = {
     "captioner": "blip",
     "text-to-video": "text_to_video",
     "modelscope": "modelscope",
+    "animatediff": "animatediff",
 }
 _MARKER = ".complete"
 _lock = threading.Lock()

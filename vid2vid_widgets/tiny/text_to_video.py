@@ -129,6 +129,7 @@ def build(
     vocab_size: Optional[int] = None,
     device: str = "cpu",
     save_dtypes: Sequence[str] = ("float16", "float32"),
+    unet_class: Any = None,
 ) -> Dict[str, int]:
     """Write random text-to-video components into ``folder``; return each one's parameter count.
 
@@ -138,7 +139,8 @@ def build(
     unused tokens to the real table size (49408), so the text encoder's embedding has the real shape.
     Components are built on ``device`` (random init of 1.4 B parameters: seconds on a GPU, minutes on
     a CPU) one at a time, and each is saved once per entry of ``save_dtypes``: "float16" as the "fp16"
-    variant (the files fetched on CUDA), "float32" as the plain files.
+    variant (the files fetched on CUDA), "float32" as the plain files. ``unet_class``: another UNet
+    class for ``unet`` (``tiny.animatediff`` writes a Stable Diffusion ``UNet2DConditionModel``).
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -185,7 +187,7 @@ def build(
     )
     makers = (
         ("text_encoder", lambda: CLIPTextModel(text_config)),
-        ("unet", lambda: UNet3DConditionModel(**unet)),
+        ("unet", lambda: (unet_class or UNet3DConditionModel)(**unet)),
         ("vae", lambda: _like_a_trained_vae(AutoencoderKL(
             down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4,
