@@ -10,18 +10,21 @@ runs on a laptop (a local Ray started here) and on a cluster (``ray_address``); 
 must see the input and output paths (a shared filesystem), as the run folders are written by the
 actors.
 
-Rows travel as JSON text; the sampled frames as a pickle of our own dataclasses (between our own
-stages only).
+Rows travel as JSON text; the sampled frames as an ``.npz`` of plain arrays, read back with
+``allow_pickle=False``: nothing between the stages is ever unpickled by us.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
-import pickle
-from typing import Any, Dict, Iterator, List, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
 
 from ..errors import MissingDependencyError, Vid2VidError
 from ._work import BatchJob, prepare, run_models
@@ -68,7 +71,7 @@ def prepare_batch(batch: Any, done: Dict[tuple, Dict[str, Any]], caption_frames:
     out = []
     for record in batch.to_dict("records"):
         row, loaded, sampled = prepare(json.loads(record["row"]), done, caption_frames)
-        payload = pickle.dumps((loaded, sampled)) if loaded is not None else b""
+        payload = _pack(loaded, sampled) if loaded is not None else b""
         out.append({"row": json.dumps(row), "payload": payload})
     return pd.DataFrame(out)
 
@@ -90,9 +93,31 @@ class ModelStage:
         out = []
         for record in batch.to_dict("records"):
             row = json.loads(record["row"])
-            loaded, sampled = pickle.loads(record["payload"]) if record["payload"] else (None, None)
+            loaded, sampled = _unpack(record["payload"]) if record["payload"] else (None, None)
             out.append({"row": json.dumps(run_models(self.pipeline, self.job, row, loaded, sampled)), "payload": b""})
         return pd.DataFrame(out)
+
+
+def _pack(loaded: Any, sampled: Any) -> bytes:
+    """A prepared item as data: the frames and their times as arrays, the rest as JSON text."""
+    meta = {"path": str(loaded.path), "name": loaded.name, "info": dataclasses.asdict(loaded.info),
+            "decoded_frames": sampled.decoded_frames}
+    buffer = io.BytesIO()
+    np.savez(buffer, frames=np.stack(sampled.frames), timestamps=np.asarray(sampled.timestamps, dtype=np.float64),
+             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def _unpack(payload: bytes) -> Tuple[Any, Any]:
+    from .. import video
+    from ..pipeline import LoadedVideo
+
+    with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+        info = video.VideoInfo(**meta["info"])
+        sampled = video.SampledFrames(frames=list(data["frames"]), timestamps=[float(t) for t in data["timestamps"]],
+                                      info=info, decoded_frames=int(meta["decoded_frames"]))
+    return LoadedVideo(path=Path(meta["path"]), info=info, name=meta["name"]), sampled
 
 
 def _user_error(exc: BaseException) -> Optional[Vid2VidError]:
