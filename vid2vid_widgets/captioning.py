@@ -22,7 +22,8 @@ import numpy as np
 
 from ._compat import from_pretrained_with_dtype, hub_errors, resolve_device, torch_dtype
 from .errors import InvalidSettingsError, ModelLoadError
-from .models import REGISTRY, ModelKey, is_local_folder, model_source
+from . import downloads
+from .models import REGISTRY, ModelKey, is_local_folder
 from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, Progress, ProgressCallback
 
@@ -110,13 +111,16 @@ def _load_errors() -> Tuple[type, ...]:
     return (OSError,) + hub_errors()
 
 
-def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException) -> str:
+def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException, *,
+                        kind: str = "a BLIP captioning model", example: str = DEFAULT_CAPTION_MODEL) -> str:
+    """The one "could not load the captioner" message (every captioner uses it); ``kind`` and
+    ``example`` name the model family the folder should hold and a hub id that works."""
     what = f"{model_id!r}" + (f" (revision {revision!r})" if revision else "")
     if is_local_folder(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
         return (
             f"Could not load the captioner {what}: the folder does not exist. Pass the folder that "
-            "holds config.json and model.safetensors of a BLIP captioning model, or a hub id such as "
-            f"{DEFAULT_CAPTION_MODEL!r}."
+            f"holds config.json and model.safetensors of {kind}, or a hub id such as "
+            f"{example!r}."
         )
     return (
         f"Could not load the captioner {what}: {type(exc).__name__}: {exc}\n"
@@ -144,8 +148,9 @@ def _cached_commit_hash(model_id: str, revision: Optional[str]) -> Optional[str]
 def _load_blip(model_id: str, revision: Optional[str], device: str, dtype: str) -> Tuple[Any, Any]:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    source = model_source(model_id)
     try:
+        # Fetched first (visible progress, Cancel, a quick failure offline), then read from the folder.
+        source = downloads.fetch(model_id, revision=revision)
         # BLIP is a built-in transformers architecture: remote code is never needed, never trusted.
         processor = BlipProcessor.from_pretrained(source, revision=revision, trust_remote_code=False)
         model = from_pretrained_with_dtype(
