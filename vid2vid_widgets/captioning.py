@@ -36,7 +36,8 @@ class Caption:
     """One caption for a whole video, plus the per-frame captions it was chosen from.
 
     ``text``: the consensus caption (the one the person edits and generates from).
-    ``per_frame``: one caption per captioned frame, in frame order.
+    ``per_frame``: one caption per captioned frame, in frame order (empty from a captioner that
+    describes the frames together as one video, such as SmolVLM2).
     ``timestamps``: seconds from the start of the video of each captioned frame; empty when the
     caller did not say where the frames came from.
     """
@@ -179,6 +180,7 @@ class BlipCaptioner:
     """
 
     role = "captioner"
+    label = "BLIP"  # who wrote the caption, as the panel says it
 
     def __init__(
         self,
