@@ -93,3 +93,9 @@ def test_bench_backends_smallest(_tiny_models_root):
     out = run_script("bench_backends.py", "--frames", "2", "--size", "64", "--steps", "2", "--repeats", "1")
     assert "diffusers  load" in out and "generate median" in out
     assert "modelscope" in out  # measured, or skipped with the reason when the extra is missing
+
+
+@pytest.mark.slow
+def test_bench_captioners_quick(_tiny_models_root):
+    out = run_script("bench_captioners.py", "--quick", "--device", "cpu", timeout=900)
+    assert "BLIP (tiny)" in out and "SmolVLM2 (tiny)" in out and "vs BLIP" in out

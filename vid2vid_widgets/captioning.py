@@ -166,7 +166,48 @@ def _load_blip(model_id: str, revision: Optional[str], device: str, dtype: str) 
 # -- the captioner -----------------------------------------------------------------------------
 
 
-class BlipCaptioner:
+class CaptionerBase:
+    """What every captioner shares: its registry key, the model-id check, the frame/timestamp checks.
+
+    A captioner adds ``load()``, ``describe()`` and ``caption_frames(frames, timestamps, *,
+    on_progress, cancel) -> Caption``; ``label`` is what the panel calls it ("Caption by BLIP (...)").
+    """
+
+    role = "captioner"
+    label = ""
+    default_model = DEFAULT_CAPTION_MODEL  # named in the error for an empty id
+
+    def __init__(self, model_id: str, revision: Optional[str], device: str, dtype: str) -> None:
+        if not model_id or not str(model_id).strip():
+            raise InvalidSettingsError(f"Give a captioner model id or folder, e.g. {self.default_model!r}.")
+        self.model_id = str(model_id)
+        self.revision = revision
+        # A captioner on a CPU takes seconds, not minutes: the pipeline owns the "CPU is slow" warning.
+        self.device, self.dtype = resolve_device(device, dtype, warn=False)
+
+    @property
+    def key(self) -> ModelKey:
+        return ModelKey(self.role, self.model_id, self.revision, self.device, self.dtype)
+
+    @property
+    def loaded(self) -> bool:
+        return REGISTRY.is_loaded(self.key)
+
+
+def checked_frames(frames: Sequence[Any], timestamps: Optional[Sequence[float]]) -> Tuple[List[Any], List[float]]:
+    """The frames as a list and the timestamps as floats (empty when not given); refuses what cannot work."""
+    frames = list(frames)
+    if not frames:
+        raise InvalidSettingsError("No frames to caption: give at least one frame (caption frames >= 1).")
+    stamps = [float(t) for t in timestamps] if timestamps is not None else []
+    if stamps and len(stamps) != len(frames):
+        raise InvalidSettingsError(
+            f"Got {len(frames)} frames but {len(stamps)} timestamps: give one timestamp per frame."
+        )
+    return frames, stamps
+
+
+class BlipCaptioner(CaptionerBase):
     """Caption video frames with BLIP (``Salesforce/blip-image-captioning-base`` by default).
 
     ``model_id``: a hub id (``LARGE_CAPTION_MODEL`` for the large model) or a local folder.
@@ -179,8 +220,7 @@ class BlipCaptioner:
     process-wide registry, so the model loads once per Python process.
     """
 
-    role = "captioner"
-    label = "BLIP"  # who wrote the caption, as the panel says it
+    label = "BLIP"
 
     def __init__(
         self,
@@ -194,8 +234,7 @@ class BlipCaptioner:
         repetition_penalty: float = 1.5,
         no_repeat_ngram_size: int = 3,
     ) -> None:
-        if not model_id or not str(model_id).strip():
-            raise InvalidSettingsError(f"Give a captioner model id or folder, e.g. {DEFAULT_CAPTION_MODEL!r}.")
+        super().__init__(model_id, revision, device, dtype)
         if num_beams < 1 or max_new_tokens < 1:
             raise InvalidSettingsError(
                 f"num_beams and max_new_tokens must be at least 1 (got {num_beams} and {max_new_tokens})."
@@ -205,24 +244,12 @@ class BlipCaptioner:
                 "repetition_penalty must be above 0 (1.0 means off) and no_repeat_ngram_size at least 0 "
                 f"(0 means off); got {repetition_penalty} and {no_repeat_ngram_size}."
             )
-        self.model_id = str(model_id)
-        self.revision = revision
-        # BLIP on a CPU takes seconds, not minutes: the pipeline owns the "CPU is slow" warning.
-        self.device, self.dtype = resolve_device(device, dtype, warn=False)
         self.num_beams = int(num_beams)
         self.max_new_tokens = int(max_new_tokens)
         self.repetition_penalty = float(repetition_penalty)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
 
     # -- loading ---------------------------------------------------------------------------------
-    @property
-    def key(self) -> ModelKey:
-        return ModelKey(self.role, self.model_id, self.revision, self.device, self.dtype)
-
-    @property
-    def loaded(self) -> bool:
-        return REGISTRY.is_loaded(self.key)
-
     def load(self) -> Tuple[Any, Any]:
         """Load (or fetch the resident) model and processor. Raises ``ModelLoadError`` with advice.
 
@@ -301,14 +328,7 @@ class BlipCaptioner:
         Progress: stage "caption", 0/1 before the batch runs and 1/1 when it is done. ``cancel`` is
         checked before the forward (the one long step, which cannot be interrupted midway).
         """
-        frames = list(frames)
-        if not frames:
-            raise InvalidSettingsError("No frames to caption: give at least one frame (caption frames >= 1).")
-        stamps = [float(t) for t in timestamps] if timestamps is not None else []
-        if stamps and len(stamps) != len(frames):
-            raise InvalidSettingsError(
-                f"Got {len(frames)} frames but {len(stamps)} timestamps: give one timestamp per frame."
-            )
+        frames, stamps = checked_frames(frames, timestamps)
         started = time.perf_counter()
         if on_progress is not None:
             on_progress(Progress("caption", 0, 1, 0.0))
@@ -342,6 +362,8 @@ __all__ = [
     "LARGE_CAPTION_MODEL",
     "Caption",
     "BlipCaptioner",
+    "CaptionerBase",
+    "checked_frames",
     "consensus_caption",
     "clean_caption",
 ]

@@ -32,10 +32,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import downloads
-from ._compat import from_pretrained_with_dtype, resolve_device, torch_dtype
-from .captioning import Caption, _cached_commit_hash, _check_frame, _load_error_message, _load_errors
+from ._compat import from_pretrained_with_dtype, torch_dtype
+from .captioning import (Caption, CaptionerBase, _cached_commit_hash, _check_frame, _load_error_message, _load_errors,
+                         checked_frames)
 from .errors import InvalidSettingsError, MissingDependencyError, ModelLoadError
-from .models import REGISTRY, ModelKey
+from .models import REGISTRY
 from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, Progress, ProgressCallback
 
@@ -158,7 +159,7 @@ def _model_inputs(model: Any, processor: Any, frames: np.ndarray, timestamps: Se
 # -- the captioner -----------------------------------------------------------------------------------
 
 
-class SmolVLMCaptioner:
+class SmolVLMCaptioner(CaptionerBase):
     """Caption a video's sampled frames with SmolVLM2, all of them as one video: one sentence.
 
     ``model_id``: ``DEFAULT_SMOLVLM_MODEL`` (500M), ``FAST_SMOLVLM_MODEL`` (256M), another SmolVLM2 id
@@ -168,8 +169,8 @@ class SmolVLMCaptioner:
     Same interface as ``captioning.BlipCaptioner``; loads lazily through ``models.REGISTRY``.
     """
 
-    role = "captioner"
     label = "SmolVLM2"
+    default_model = DEFAULT_SMOLVLM_MODEL
 
     def __init__(
         self,
@@ -182,8 +183,7 @@ class SmolVLMCaptioner:
         repetition_penalty: float = 1.2,
         question: str = DEFAULT_QUESTION,
     ) -> None:
-        if not model_id or not str(model_id).strip():
-            raise InvalidSettingsError(f"Give a SmolVLM2 model id or folder, e.g. {DEFAULT_SMOLVLM_MODEL!r}.")
+        super().__init__(model_id, revision, device, dtype)
         if max_new_tokens < 1 or repetition_penalty <= 0:
             raise InvalidSettingsError(
                 f"max_new_tokens must be at least 1 and repetition_penalty above 0 (1.0 means off); got "
@@ -191,22 +191,11 @@ class SmolVLMCaptioner:
             )
         if not str(question).strip():
             raise InvalidSettingsError("The question for SmolVLM2 is empty: say what the caption should describe.")
-        self.model_id = str(model_id)
-        self.revision = revision
-        self.device, self.dtype = resolve_device(device, dtype, warn=False)
         self.max_new_tokens = int(max_new_tokens)
         self.repetition_penalty = float(repetition_penalty)
         self.question = str(question)
 
     # -- loading ---------------------------------------------------------------------------------
-    @property
-    def key(self) -> ModelKey:
-        return ModelKey(self.role, self.model_id, self.revision, self.device, self.dtype)
-
-    @property
-    def loaded(self) -> bool:
-        return REGISTRY.is_loaded(self.key)
-
     def load(self) -> SmolVLMLoaded:
         """Load (or fetch the resident) model and processor. Raises ``ModelLoadError`` with advice."""
         return REGISTRY.get(self.key, lambda: _load_smolvlm(self.model_id, self.revision, self.device, self.dtype))
@@ -273,14 +262,7 @@ class SmolVLMCaptioner:
         as one second apart. Progress: stage "caption", 0/1 before and 1/1 after. ``cancel`` is checked
         before generating and between generated tokens.
         """
-        frames = list(frames)
-        if not frames:
-            raise InvalidSettingsError("No frames to caption: give at least one frame (caption frames >= 1).")
-        stamps = [float(t) for t in timestamps] if timestamps is not None else []
-        if stamps and len(stamps) != len(frames):
-            raise InvalidSettingsError(
-                f"Got {len(frames)} frames but {len(stamps)} timestamps: give one timestamp per frame."
-            )
+        frames, stamps = checked_frames(frames, timestamps)
         started = time.perf_counter()
         if on_progress is not None:
             on_progress(Progress("caption", 0, 1, 0.0))
