@@ -171,3 +171,19 @@ def test_pipeline_caption_then_generate_records_the_captioner(tiny_smolvlm, bike
     assert record["models"]["captioner"]["model_id"] == tiny_smolvlm
     assert record["caption"]["text"] == captioned.caption.text == record["settings"]["prompt"]
     assert captioner_text(captioner).startswith("SmolVLM2 (") and captioner_text(captioner).endswith("smolvlm)")
+
+
+def test_panel_says_which_captioner_wrote_the_caption(tiny_smolvlm, bikes, tmp_path):
+    from conftest import finish  # shared test helpers live in conftest.py
+    from vid2vid_widgets.panel import Vid2VidPanel
+    from vid2vid_widgets.pipeline import Vid2VidPipeline
+
+    pipe = Vid2VidPipeline(captioner=SmolVLMCaptioner(tiny_smolvlm, device="cpu", max_new_tokens=8), models="tiny",
+                           output_dir=tmp_path, caption_frames=2)
+    panel = Vid2VidPanel(pipe)
+    panel.load(str(bikes))
+    finish(panel)
+    assert panel.error.value == "" and panel.caption_text.value.strip()
+    assert "by SmolVLM2 (" in panel.status.value
+    # One sentence for the whole clip: the dropdown offers it, and no per-frame captions.
+    assert [value for _, value in panel.frame_captions.options] == [-1]

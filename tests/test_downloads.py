@@ -228,3 +228,46 @@ def test_without_the_hub_a_cached_model_still_loads(hub, blip_folder, monkeypatc
 def test_download_progress_text_shows_size_speed_and_time_left():
     report = Progress("download", 300 * 2**20, 1000 * 2**20, 10.0, already=100 * 2**20)
     assert progress_text(report) == ("Downloading the model: 300.0 MB of 1000.0 MB · 20.0 MB/s · about 0:35 left")
+
+
+# -- through the pipeline, the command line and the panel -------------------------------------------
+
+
+def test_pipeline_reports_the_download_then_the_load_and_cancel_stops_it(hub, blip_folder, bikes, tmp_path):
+    from vid2vid_widgets.pipeline import Vid2VidPipeline
+
+    hub.add_folder(REPO, blip_folder)
+    REGISTRY.unload("captioner")
+    pipe = Vid2VidPipeline(captioner=BlipCaptioner(REPO, device="cpu"), models="tiny", output_dir=tmp_path,
+                           caption_frames=2)
+    token = CancelToken()
+
+    def press_cancel_when_the_download_starts(report: Progress) -> None:
+        if report.stage == "download":
+            token.cancel()
+
+    with pytest.raises(GenerationCancelled):
+        pipe.caption(bikes, on_progress=press_cancel_when_the_download_starts, cancel=token)
+    assert not any(method == "GET" and "/resolve/" in path for method, path, _ in hub.requests)
+
+    reports = []
+    assert pipe.caption(bikes, on_progress=reports.append).caption.text
+    stages = [r.stage for r in reports]
+    assert stages.index("download") > stages.index("load")  # "Loading the model" shows at once
+    downloads_seen = [r for r in reports if r.stage == "download"]
+    assert downloads_seen[-1].step == downloads_seen[-1].total > 0
+    assert stages[-1] == "caption" and ("load", 1) in [(r.stage, r.step) for r in reports]
+    REGISTRY.unload("captioner")
+
+
+def test_cli_caption_offline_fails_fast_with_the_advice(hub_env, bikes, monkeypatch, capsys, tmp_path):
+    from vid2vid_widgets import cli
+
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    monkeypatch.delenv("VID2VID_MODELS", raising=False)
+    REGISTRY.unload("captioner")
+    started = time.perf_counter()
+    code = cli.main(["caption", str(bikes), "--device", "cpu", "--quiet", "--output-dir", str(tmp_path)])
+    assert code == cli.EXIT_ERROR and time.perf_counter() - started < FAST
+    error = capsys.readouterr().err
+    assert "Salesforce/blip-image-captioning-base" in error and "HF_HUB_OFFLINE" in error and "HF_HOME" in error
