@@ -150,7 +150,9 @@ def _model_inputs(model: Any, processor: Any, frames: np.ndarray, timestamps: Se
     # The frames' real times: frame i was at frames_indices[i] / fps seconds.
     metadata = {"fps": 1.0, "frames_indices": [float(t) for t in timestamps], "total_num_frames": len(frames),
                 "duration": float(max(timestamps)) if len(timestamps) else None}
-    inputs = processor(text=[prompt], videos=[frames], video_metadata=[metadata], return_tensors="pt")
+    # Nested per sample ([[video]]): transformers 5.15 counts the videos of each sample this way,
+    # later versions accept it too.
+    inputs = processor(text=[prompt], videos=[[frames]], video_metadata=[metadata], return_tensors="pt")
     dtype = next(model.parameters()).dtype
     return {k: (v.to(model.device, dtype=dtype) if v.is_floating_point() else v.to(model.device))
             for k, v in inputs.items()}

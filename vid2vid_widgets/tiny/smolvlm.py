@@ -51,9 +51,10 @@ VOCAB_FULL = 49280
 # Special tokens first (SmolVLM's names: the processor looks them up by these strings).
 _SPECIAL = ["<|endoftext|>", "<unk>", "<|im_start|>", "<end_of_utterance>", "<image>",
             "<fake_token_around_image>", "<global-img>", "<video>"]
-# Words of the prompt the processor and chat template write, so it tokenizes as words, not <unk>.
+# Words of the prompt the processor and chat template write (and the two-digit numbers of its frame
+# times, "Frame from 00:03"), so it tokenizes as words, not <unk>.
 _PROMPT_WORDS = """User Assistant Describe this video one sentence for text model subject action setting You
-provided following series frames Frame H MM SS : , . - [ ] ( ) ! ?""".split()
+provided following series frames Frame H MM SS : , . - [ ] ( ) ! ?""".split() + [f"{n:02d}" for n in range(60)]
 
 
 def tiny_smolvlm_vocab() -> Dict[str, int]:
