@@ -9,8 +9,7 @@ against it unchanged:
   ``ETag``, ``Content-Length``) and the bytes, honouring ``Range: bytes=N-`` with a 206.
 
 Faults for the tests: ``cut[path] = n`` sends the first n bytes of a file once and drops the
-connection; with ``refuse_after_cut`` the next request for that file is refused (404), so that the
-download fails for good.
+connection; while a path is in ``broken``, every later GET of it is refused (404) after the cut.
 Every request is logged in ``requests`` as (method, path, range header).
 """
 
@@ -32,8 +31,7 @@ class FakeHub:
         self.repos: Dict[str, Dict[str, bytes]] = {}
         self.requests: List[Tuple[str, str, Optional[str]]] = []
         self.cut: Dict[str, int] = {}
-        self.refuse_after_cut = False
-        self._refuse_next: set = set()
+        self.broken: set = set()
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -88,7 +86,9 @@ class FakeHub:
         if files is None:
             return self._send(handler, 404, b'{"error": "Repository not found"}', body,
                               {"X-Error-Code": "RepositoryNotFound", "Content-Type": "application/json"})
-        data = {"id": repo_id, "modelId": repo_id, "sha": COMMIT, "private": False,
+        # The fields the real hub always sends (huggingface_hub 0.23 requires downloads, likes and tags).
+        data = {"id": repo_id, "modelId": repo_id, "sha": COMMIT, "private": False, "disabled": False,
+                "gated": False, "downloads": 0, "likes": 0, "tags": [], "library_name": "transformers",
                 "siblings": [{"rfilename": name, "size": len(content)} for name, content in files.items()]}
         self._send(handler, 200, json.dumps(data).encode(), body, {"Content-Type": "application/json"})
 
@@ -100,8 +100,7 @@ class FakeHub:
                    "Accept-Ranges": "bytes"}
         if not body:
             return self._send(handler, 200, content, False, headers)
-        if name in self._refuse_next:
-            self._refuse_next.discard(name)
+        if name in self.broken and name not in self.cut:
             return self._send(handler, 404, b"gone for now", True, {"X-Error-Code": "EntryNotFound"})
         start = 0
         rng = handler.headers.get("Range")
@@ -109,8 +108,6 @@ class FakeHub:
             start = int(rng[len("bytes="):].split("-", 1)[0])
         if name in self.cut and start == 0:
             n = self.cut.pop(name)
-            if self.refuse_after_cut:
-                self._refuse_next.add(name)
             handler.send_response(200)
             for key, value in headers.items():
                 handler.send_header(key, value)

@@ -19,10 +19,11 @@ reads only that folder (no network at all):
   weights: the requested variant such as fp16 when the folder has it, safetensors before pickles),
   one file at a time with ``hf_hub_download``: Cancel is honoured between files, the hub cache keeps
   every finished file (a later try fetches only the rest), and a connection that drops midway is
-  resumed with an HTTP Range request within the same try (the hub library retries 5 times). A file
-  that still fails is started again next time: huggingface_hub from 1.x on downloads into a
-  per-process temporary file that it deletes on failure (older versions resumed their
-  ``.incomplete`` file across runs).
+  resumed with an HTTP Range request (huggingface_hub from 1.0 on retries within one call; for older
+  versions, which resume their ``.incomplete`` file on the next call, each file gets a second call).
+  A file that still fails is fetched from its start next time with huggingface_hub 1.x and later,
+  which downloads into a per-process temporary file and deletes it on failure; older versions
+  resume it.
 
 Progress goes out as ``progress.Progress`` reports of stage "download" (bytes done of total, with
 ``already`` = bytes that were on disk before, so speed and time left count only this session). The
@@ -51,6 +52,9 @@ DEFAULT_TIMEOUT = 10.0  # seconds to wait for the hub's first answer (the hub li
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Everything else a transformers/diffusers loader reads: configs, tokenizer vocabularies, chat templates.
 SMALL_SUFFIXES = (".json", ".txt", ".model", ".jinja")
+# A file whose connection broke is asked for again once more: huggingface_hub from 1.0 on already
+# resumes within one call, older versions only from their .incomplete file in the next call.
+FILE_ATTEMPTS = 2
 REPORT_EVERY = 0.25  # seconds between byte reports inside a file (the last one always goes out)
 _SHARD = re.compile(r"-\d{5}-of-\d{5}$")
 
@@ -270,12 +274,17 @@ def _download(model_id: str, revision: Optional[str], commit: Optional[str], fil
     for remote in missing:
         if cancel is not None:
             cancel.raise_if_cancelled()  # between files: what is finished stays in the cache
-        try:
-            path = hf_hub_download(model_id, remote.name, revision=revision, cache_dir=cache_dir,
-                                   endpoint=hub_endpoint(), **byte_hook)
-        except Exception as exc:
-            raise DownloadError(f"downloading {remote.name} of {model_id!r} failed ({type(exc).__name__}: "
-                                f"{_first_line(exc)}); the files that finished are kept and the next try fetches the rest.") from exc
+        for attempt in range(FILE_ATTEMPTS):
+            try:
+                path = hf_hub_download(model_id, remote.name, revision=revision, cache_dir=cache_dir,
+                                       endpoint=hub_endpoint(), **byte_hook)
+                break
+            except Exception as exc:
+                if attempt + 1 < FILE_ATTEMPTS:
+                    continue  # once more: huggingface_hub before 1.0 resumes its .incomplete file here
+                raise DownloadError(
+                    f"downloading {remote.name} of {model_id!r} failed ({type(exc).__name__}: {_first_line(exc)}); "
+                    "the files that finished are kept and the next try fetches the rest.") from exc
         reporter.file_done(remote.size)
     return _snapshot_folder(path, missing[-1].name)
 
