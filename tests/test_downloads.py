@@ -272,3 +272,13 @@ def test_cli_caption_offline_fails_fast_with_the_advice(hub_env, bikes, monkeypa
     assert code == cli.EXIT_ERROR and time.perf_counter() - started < FAST
     error = capsys.readouterr().err
     assert "Salesforce/blip-image-captioning-base" in error and "HF_HUB_OFFLINE" in error and "HF_HOME" in error
+
+
+def test_cli_bar_counts_download_bytes_with_speed(capsys):
+    from vid2vid_widgets.cli import TqdmProgress
+
+    bar = TqdmProgress()
+    for done in (2, 5, 10):
+        bar(Progress("download", done * 2**20, 10 * 2**20, done / 10, already=2 * 2**20))
+    err = capsys.readouterr().err
+    assert "10.0M/10.0M" in err and "B/s" in err and "step" not in err
