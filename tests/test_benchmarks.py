@@ -126,3 +126,9 @@ def test_bench_presets_quick():
         assert "GB" in row and "[" not in row, row  # "[reason]" marks a preset that failed to load or step
     assert "not measured here: modelscope-original" in out
     assert "loading RAM target (< 6 GB for every preset, every weight read): MET" in out
+
+
+@pytest.mark.slow
+def test_bench_captioners_quick(_tiny_models_root):
+    out = run_script("bench_captioners.py", "--quick", "--device", "cpu", timeout=900)
+    assert "BLIP (tiny)" in out and "SmolVLM2 (tiny)" in out and "vs BLIP" in out

@@ -11,6 +11,7 @@ from .progress import Progress
 
 # What each pipeline stage is called on screen.
 STAGE_NAMES = {
+    "download": "Downloading the model",
     "load": "Loading the model",
     "caption": "Captioning frames",
     "denoise": "Generating",
@@ -45,6 +46,8 @@ def size_text(num_bytes: int) -> str:
 def progress_text(progress: Progress) -> str:
     """``"Generating: step 3 of 25 · 0:12 so far · about 1:28 left"``."""
     stage = STAGE_NAMES.get(progress.stage, progress.stage.capitalize())
+    if progress.stage == "download":
+        return download_text(progress, stage)
     text = f"{stage}: {progress.step} of {progress.total} · {duration_text(progress.elapsed)} so far"
     if progress.remaining is not None and progress.step < progress.total:
         text += f" · about {duration_text(progress.remaining)} left"
@@ -55,6 +58,28 @@ def preview_text(preview: Any) -> str:
     """The words beside the live preview: which step it shows, and what it is."""
     return (f"<small>The model's current guess of the video after step {preview.step} of {preview.total}"
             "<br>(a few frames, cheap colours: the final video is sharper)</small>")
+
+
+def download_text(progress: Progress, stage: str = STAGE_NAMES["download"]) -> str:
+    """``"Downloading the model: 120.5 MB of 1.0 GB · 12.3 MB/s · about 1:10 left"`` (step and total in bytes)."""
+    text = f"{stage}: {size_text(progress.step)} of {size_text(progress.total)}"
+    if progress.rate is not None:
+        text += f" · {size_text(int(progress.rate))}/s"
+    if progress.remaining is not None and progress.step < progress.total:
+        text += f" · about {duration_text(progress.remaining)} left"
+    return text
+
+
+def captioner_text(captioner: Any) -> str:
+    """Who wrote the caption: ``"SmolVLM2 (HuggingFaceTB/SmolVLM2-500M-Video-Instruct)"``.
+
+    A local folder shows its last two path parts: the tiny models' long temporary paths say nothing.
+    """
+    label = getattr(captioner, "label", None) or type(captioner).__name__
+    model_id = str(getattr(captioner, "model_id", "") or "")
+    if len(Path(model_id).parts) > 2:
+        model_id = "/".join(Path(model_id).parts[-2:])
+    return f"{label} ({model_id})" if model_id else str(label)
 
 
 def info_html(name: str, info: Any, path: Path) -> str:
@@ -132,5 +157,5 @@ def download_html(path: Path, label: str = "Download") -> str:
     return f'<a download="{filename}" href="data:video/mp4;base64,{data}" target="_blank">{html.escape(label)}</a>'
 
 
-__all__ = ["STAGE_NAMES", "duration_text", "size_text", "progress_text", "info_html", "error_html",
-           "notes_html", "timestamp_text", "preview_text", "run_summary", "download_html"]
+__all__ = ["STAGE_NAMES", "duration_text", "size_text", "progress_text", "download_text", "captioner_text",
+           "info_html", "error_html", "notes_html", "timestamp_text", "preview_text", "run_summary", "download_html"]

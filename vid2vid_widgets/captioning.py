@@ -22,7 +22,8 @@ import numpy as np
 
 from ._compat import from_pretrained_with_dtype, hub_errors, resolve_device, torch_dtype
 from .errors import InvalidSettingsError, ModelLoadError
-from .models import REGISTRY, ModelKey, is_local_folder, model_source
+from . import downloads
+from .models import REGISTRY, ModelKey, is_local_folder
 from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, Progress, ProgressCallback
 
@@ -35,7 +36,8 @@ class Caption:
     """One caption for a whole video, plus the per-frame captions it was chosen from.
 
     ``text``: the consensus caption (the one the person edits and generates from).
-    ``per_frame``: one caption per captioned frame, in frame order.
+    ``per_frame``: one caption per captioned frame, in frame order (empty from a captioner that
+    describes the frames together as one video, such as SmolVLM2).
     ``timestamps``: seconds from the start of the video of each captioned frame; empty when the
     caller did not say where the frames came from.
     """
@@ -117,13 +119,16 @@ def _load_errors() -> Tuple[type, ...]:
     return (OSError,) + hub_errors()
 
 
-def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException) -> str:
+def _load_error_message(model_id: str, revision: Optional[str], exc: BaseException, *,
+                        kind: str = "a BLIP captioning model", example: str = DEFAULT_CAPTION_MODEL) -> str:
+    """The one "could not load the captioner" message (every captioner uses it); ``kind`` and
+    ``example`` name the model family the folder should hold and a hub id that works."""
     what = f"{model_id!r}" + (f" (revision {revision!r})" if revision else "")
     if is_local_folder(model_id) and not os.path.isdir(os.path.expanduser(model_id)):
         return (
             f"Could not load the captioner {what}: the folder does not exist. Pass the folder that "
-            "holds config.json and model.safetensors of a BLIP captioning model, or a hub id such as "
-            f"{DEFAULT_CAPTION_MODEL!r}."
+            f"holds config.json and model.safetensors of {kind}, or a hub id such as "
+            f"{example!r}."
         )
     return (
         f"Could not load the captioner {what}: {type(exc).__name__}: {exc}\n"
@@ -151,8 +156,9 @@ def _cached_commit_hash(model_id: str, revision: Optional[str]) -> Optional[str]
 def _load_blip(model_id: str, revision: Optional[str], device: str, dtype: str) -> Tuple[Any, Any]:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    source = model_source(model_id)
     try:
+        # Fetched first (visible progress, Cancel, a quick failure offline), then read from the folder.
+        source = downloads.fetch(model_id, revision=revision)
         # BLIP is a built-in transformers architecture: remote code is never needed, never trusted.
         processor = BlipProcessor.from_pretrained(source, revision=revision, trust_remote_code=False)
         model = from_pretrained_with_dtype(
@@ -167,7 +173,48 @@ def _load_blip(model_id: str, revision: Optional[str], device: str, dtype: str) 
 # -- the captioner -----------------------------------------------------------------------------
 
 
-class BlipCaptioner:
+class CaptionerBase:
+    """What every captioner shares: its registry key, the model-id check, the frame/timestamp checks.
+
+    A captioner adds ``load()``, ``describe()`` and ``caption_frames(frames, timestamps, *,
+    on_progress, cancel) -> Caption``; ``label`` is what the panel calls it ("Caption by BLIP (...)").
+    """
+
+    role = "captioner"
+    label = ""
+    default_model = DEFAULT_CAPTION_MODEL  # named in the error for an empty id
+
+    def __init__(self, model_id: str, revision: Optional[str], device: str, dtype: str) -> None:
+        if not model_id or not str(model_id).strip():
+            raise InvalidSettingsError(f"Give a captioner model id or folder, e.g. {self.default_model!r}.")
+        self.model_id = str(model_id)
+        self.revision = revision
+        # A captioner on a CPU takes seconds, not minutes: the pipeline owns the "CPU is slow" warning.
+        self.device, self.dtype = resolve_device(device, dtype, warn=False)
+
+    @property
+    def key(self) -> ModelKey:
+        return ModelKey(self.role, self.model_id, self.revision, self.device, self.dtype)
+
+    @property
+    def loaded(self) -> bool:
+        return REGISTRY.is_loaded(self.key)
+
+
+def checked_frames(frames: Sequence[Any], timestamps: Optional[Sequence[float]]) -> Tuple[List[Any], List[float]]:
+    """The frames as a list and the timestamps as floats (empty when not given); refuses what cannot work."""
+    frames = list(frames)
+    if not frames:
+        raise InvalidSettingsError("No frames to caption: give at least one frame (caption frames >= 1).")
+    stamps = [float(t) for t in timestamps] if timestamps is not None else []
+    if stamps and len(stamps) != len(frames):
+        raise InvalidSettingsError(
+            f"Got {len(frames)} frames but {len(stamps)} timestamps: give one timestamp per frame."
+        )
+    return frames, stamps
+
+
+class BlipCaptioner(CaptionerBase):
     """Caption video frames with BLIP (``Salesforce/blip-image-captioning-base`` by default).
 
     ``model_id``: a hub id (``LARGE_CAPTION_MODEL`` for the large model) or a local folder.
@@ -180,7 +227,7 @@ class BlipCaptioner:
     process-wide registry, so the model loads once per Python process.
     """
 
-    role = "captioner"
+    label = "BLIP"
 
     def __init__(
         self,
@@ -194,8 +241,7 @@ class BlipCaptioner:
         repetition_penalty: float = 1.5,
         no_repeat_ngram_size: int = 3,
     ) -> None:
-        if not model_id or not str(model_id).strip():
-            raise InvalidSettingsError(f"Give a captioner model id or folder, e.g. {DEFAULT_CAPTION_MODEL!r}.")
+        super().__init__(model_id, revision, device, dtype)
         if num_beams < 1 or max_new_tokens < 1:
             raise InvalidSettingsError(
                 f"num_beams and max_new_tokens must be at least 1 (got {num_beams} and {max_new_tokens})."
@@ -205,24 +251,12 @@ class BlipCaptioner:
                 "repetition_penalty must be above 0 (1.0 means off) and no_repeat_ngram_size at least 0 "
                 f"(0 means off); got {repetition_penalty} and {no_repeat_ngram_size}."
             )
-        self.model_id = str(model_id)
-        self.revision = revision
-        # BLIP on a CPU takes seconds, not minutes: the pipeline owns the "CPU is slow" warning.
-        self.device, self.dtype = resolve_device(device, dtype, warn=False)
         self.num_beams = int(num_beams)
         self.max_new_tokens = int(max_new_tokens)
         self.repetition_penalty = float(repetition_penalty)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
 
     # -- loading ---------------------------------------------------------------------------------
-    @property
-    def key(self) -> ModelKey:
-        return ModelKey(self.role, self.model_id, self.revision, self.device, self.dtype)
-
-    @property
-    def loaded(self) -> bool:
-        return REGISTRY.is_loaded(self.key)
-
     def load(self) -> Tuple[Any, Any]:
         """Load (or fetch the resident) model and processor. Raises ``ModelLoadError`` with advice.
 
@@ -301,14 +335,7 @@ class BlipCaptioner:
         Progress: stage "caption", 0/1 before the batch runs and 1/1 when it is done. ``cancel`` is
         checked before the forward (the one long step, which cannot be interrupted midway).
         """
-        frames = list(frames)
-        if not frames:
-            raise InvalidSettingsError("No frames to caption: give at least one frame (caption frames >= 1).")
-        stamps = [float(t) for t in timestamps] if timestamps is not None else []
-        if stamps and len(stamps) != len(frames):
-            raise InvalidSettingsError(
-                f"Got {len(frames)} frames but {len(stamps)} timestamps: give one timestamp per frame."
-            )
+        frames, stamps = checked_frames(frames, timestamps)
         started = time.perf_counter()
         if on_progress is not None:
             on_progress(Progress("caption", 0, 1, 0.0))
@@ -342,6 +369,8 @@ __all__ = [
     "LARGE_CAPTION_MODEL",
     "Caption",
     "BlipCaptioner",
+    "CaptionerBase",
+    "checked_frames",
     "consensus_caption",
     "caption_similarity",
     "clean_caption",

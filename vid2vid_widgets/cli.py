@@ -47,8 +47,11 @@ class TqdmProgress:
 
         bar = self._bars.get(progress.stage)
         if bar is None:
-            bar = self._bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage, unit="step",
-                                                    leave=True, file=sys.stderr, dynamic_ncols=True)
+            # A download counts bytes: tqdm then shows MB, MB/s and the time left by itself.
+            units = ({"unit": "B", "unit_scale": True, "unit_divisor": 1024, "initial": progress.step}
+                     if progress.stage == "download" else {"unit": "step"})
+            bar = self._bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage, leave=True,
+                                                    file=sys.stderr, dynamic_ncols=True, **units)
         bar.update(progress.step - bar.n)
         if progress.step >= progress.total:
             bar.close()

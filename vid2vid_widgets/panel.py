@@ -409,8 +409,9 @@ class Vid2VidPanel(widgets.VBox):
         self.use_frame_caption.disabled = False
         took = result.timings.get("total")
         self.progress_label.value = f"Caption ready in {text.duration_text(took)}" if took else "Caption ready"
-        self._set_status(f"Caption ready{f' in {text.duration_text(took)}' if took else ''}. "
-                         "Edit it if you like, then press Generate.")
+        by = text.captioner_text(self.pipeline.captioner)  # which captioner wrote it: there is a choice
+        self._set_status(f"Caption ready{f' in {text.duration_text(took)}' if took else ''}, by "
+                         f"{html.escape(by)}. Edit it if you like, then press Generate.")
 
     def _generate(self) -> None:
         settings = self._settings()

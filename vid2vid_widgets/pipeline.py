@@ -21,14 +21,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import video
+from . import downloads, video
 from ._compat import CPU_WARNING, resolve_device
 from .captioning import BlipCaptioner, Caption
 from .errors import BusyError, InvalidSettingsError, InvalidVideoError, OutputNotWritableError, Vid2VidError
 from .generation.base import MAX_SEED, GenerationSettings, Generator, generation_out_of_memory_advice, size_for_aspect
 from .generation.preview import DEFAULT_PREVIEW_EVERY, png_bytes
 from .oom import out_of_memory_advice, out_of_memory_guard
-from .progress import CancelToken, Preview, PreviewCallback, ProgressCallback, StepReporter
+from .progress import CancelToken, Preview, PreviewCallback, Progress, ProgressCallback, StepReporter
 from .runs import OUTPUT_FILE, RunRecord, RunStore, file_digest
 from .video import VideoInfo
 
@@ -291,7 +291,7 @@ class Vid2VidPipeline:
         sampled_at = time.perf_counter()
         if cancel is not None:
             cancel.raise_if_cancelled()
-        self._load_with_progress(self.captioner, on_progress)
+        self._load_with_progress(self.captioner, on_progress, cancel)
         loaded_at = time.perf_counter()
         advice = out_of_memory_advice("captioning", ["the caption frames"], f"now {len(sampled.frames)}")
         with out_of_memory_guard(advice):
@@ -383,7 +383,7 @@ class Vid2VidPipeline:
                 "or set strength to 1 to make the video from the words alone."
             )
         started = time.perf_counter()
-        self._load_with_progress(self.generator, on_progress)
+        self._load_with_progress(self.generator, on_progress, cancel)
         loaded_at = time.perf_counter()
         follow: Optional[Dict[str, Any]] = None
         generate_kwargs: Dict[str, Any] = {}
@@ -542,9 +542,14 @@ class Vid2VidPipeline:
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
-    def _load_with_progress(model: Any, on_progress: Optional[ProgressCallback]) -> None:
+    def _load_with_progress(model: Any, on_progress: Optional[ProgressCallback],
+                            cancel: Optional[CancelToken] = None) -> None:
         reporter = StepReporter("load", 1, on_progress, None)
-        model.load()
+        if on_progress is not None:
+            on_progress(Progress("load", 0, 1, 0.0))  # say so at once: a first load can take minutes
+        # A first use downloads the weights: its bytes, speed and Cancel go through the same channel.
+        with downloads.reporting(on_progress, cancel):
+            model.load()
         reporter.step()
 
     @staticmethod

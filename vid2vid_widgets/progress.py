@@ -17,23 +17,36 @@ from .errors import GenerationCancelled
 
 @dataclass(frozen=True)
 class Progress:
-    """One progress report: ``step`` of ``total`` done in ``stage``, ``elapsed`` seconds so far."""
+    """One progress report: ``step`` of ``total`` done in ``stage``, ``elapsed`` seconds so far.
 
-    stage: str  # "caption", "denoise", "decode", "encode", "load"
+    ``already``: units that were done before the clock started (a download's bytes already on disk),
+    left out of the speed and the time left.
+    """
+
+    stage: str  # "caption", "denoise", "decode", "encode", "load", "download" (step and total in bytes)
     step: int
     total: int
     elapsed: float
+    already: int = 0
 
     @property
     def fraction(self) -> float:
         return 0.0 if self.total <= 0 else min(1.0, self.step / self.total)
 
     @property
+    def rate(self) -> Optional[float]:
+        """Units per second in this session (bytes per second for a download); None before the first."""
+        done_now = self.step - self.already
+        if done_now <= 0 or self.elapsed <= 0:
+            return None
+        return done_now / self.elapsed
+
+    @property
     def remaining(self) -> Optional[float]:
         """Seconds left, extrapolated from the mean step time; None before the first step."""
-        if self.step <= 0 or self.total <= 0:
+        if self.step - self.already <= 0 or self.total <= 0:
             return None
-        return self.elapsed / self.step * max(0, self.total - self.step)
+        return (self.elapsed / (self.step - self.already)) * max(0, self.total - self.step)
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -10,7 +10,7 @@ Their output is noise-like colour: they test the plumbing, not the art.
 One module per model, each with a ``build(folder, ...)`` whose size parameters default to the tiny
 sizes: ``tiny.blip`` (the captioner), ``tiny.text_to_video`` (the diffusers backend),
 ``tiny.modelscope`` (the modelscope backend), ``tiny.animatediff`` (the animatediff backend: SD 1.5
-plus motion adapters). Given the published sizes instead, the same builders
+plus motion adapters), ``tiny.smolvlm`` (the SmolVLM2 video captioner). Given the published sizes instead, the same builders
 write full-size random models in the real layout (``benchmarks/bench_gpu.py`` measures those).
 """
 
@@ -31,8 +31,20 @@ _BUILDERS = {
     "text-to-video": "text_to_video",
     "modelscope": "modelscope",
     "animatediff": "animatediff",
+    "smolvlm": "smolvlm",
 }
 _MARKER = ".complete"
+# Words that real video captions are made of, so a random model's output still reads like words.
+CAPTION_WORDS = """
+a an the of in on at with and to from by near over under into through
+man woman person people child boy girl dog cat horse bird car bike bicycle bus train truck boat
+street road field park beach water river lake sea sky tree trees grass snow mountain city building
+house room table kitchen window door wall floor stage forest hill bridge
+is are riding walking running sitting standing playing flying driving jumping swimming holding
+looking eating talking dancing smiling
+big small young old red blue green white black yellow brown tall
+group couple crowd animal rabbit bunny video image picture scene view front back top side
+""".split()
 _lock = threading.Lock()
 
 
@@ -88,4 +100,4 @@ def padded_vocab(vocab: Dict[str, int], size: int, filler: str) -> Dict[str, int
     return vocab
 
 
-__all__ = ["tiny_models_root", "tiny_model_path", "padded_vocab"]
+__all__ = ["tiny_models_root", "tiny_model_path", "padded_vocab", "CAPTION_WORDS"]

@@ -12,22 +12,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Union
 
-from . import padded_vocab
+from . import CAPTION_WORDS as _WORDS, padded_vocab
 
 # Special tokens first, in BERT's order, so pad=0 like the real BLIP tokenizer.
 _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
-# Words that real video captions are made of, so a random model's output still reads like words.
-_WORDS = """
-a an the of in on at with and to from by near over under into through
-man woman person people child boy girl dog cat horse bird car bike bicycle bus train truck boat
-street road field park beach water river lake sea sky tree trees grass snow mountain city building
-house room table kitchen window door wall floor stage forest hill bridge
-is are riding walking running sitting standing playing flying driving jumping swimming holding
-looking eating talking dancing smiling
-big small young old red blue green white black yellow brown tall
-group couple crowd animal rabbit bunny video image picture scene view front back top side
-""".split()
 
 TINY_IMAGE_SIZE = 32
 
