@@ -33,12 +33,15 @@ case "$SET" in
     # tokenizers 0.19 (transformers 4.40), scipy 1.11 (.venv's scipy needs numpy>=1.25; diffusers
     # imports scipy when present), IPython 7's decorator/backcall/pickleshare, ipython-genutils.
     # IPython 7.23.1, not 7.23.0: .venv's ipykernel (the notebook tests' kernel) needs 7.23.1.
+    # pandas 2.2.3 (the [ray] extra's table library): .venv's pandas 3 needs numpy>=2, and 2.2.3 is the
+    # newest that still runs on numpy 1.23.2 (with pytz, which pandas 3 dropped); pyarrow 17 likewise
+    # (from 18 on it needs numpy 2).
     PINS=(
       "ipywidgets==7.7.0" "ipython-genutils==0.2.0"
       "diffusers==0.30.0" "transformers==4.40.0" "tokenizers==0.19.1"
       "huggingface_hub==0.23.2" "accelerate==0.30.0" "safetensors==0.4.1"
       "numpy==1.23.2" "pillow==9.3.0" "av==18.0.0" "scipy==1.11.4"
-      "ipython==7.23.1" "decorator==5.1.1" "backcall==0.2.0" "pickleshare==0.7.5"
+      "ipython==7.23.1" "decorator==5.1.1" "backcall==0.2.0" "pickleshare==0.7.5" "pandas==2.2.3" "pytz==2024.2" "pyarrow==17.0.0"
     )
     ;;
   *) echo "unknown set '$SET' (colab or lowest)" >&2; exit 2 ;;

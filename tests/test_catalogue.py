@@ -211,5 +211,9 @@ def test_smolvlm2_resolves_to_its_captioner_class():
     captioner = catalogue.make_captioner("smolvlm2", device="cpu")
     assert isinstance(captioner, module.SmolVLMCaptioner)
     assert captioner.model_id == "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+    import transformers
+
+    if not hasattr(transformers, "SmolVLMForConditionalGeneration"):  # transformers 4 (the lowest set)
+        pytest.skip("this transformers has no SmolVLM2, so its tiny model cannot be built")
     pipeline = Vid2VidPipeline(captioner="smolvlm2-256m", models="tiny", device="cpu")
     assert isinstance(pipeline.captioner, module.SmolVLMCaptioner)
