@@ -187,6 +187,7 @@ class Vid2VidPanel(widgets.VBox):
                                                  style=_WIDE, layout=widgets.Layout(width="140px"))
         self.variations_button = _button("Generate variations", "vid2vid-variations-button",
                                          "The same words with several seeds, side by side", icon="th")
+        self.variations_button.layout.width = "auto"  # the default 148 px cuts the label off
         self.variations = VariationsGrid(self._use_seed)
 
     def _build_settings(self, s: GenerationSettings, caption_frames: int, backend: str, model: str,
