@@ -38,6 +38,20 @@ def simulate_upload(upload: widgets.FileUpload, name: str, data: bytes) -> None:
                           "data": [memoryview(data)], "_counter": upload._counter + 1})
 
 
+def reference_pipeline(class_name: str, folder: str):
+    """A diffusers pipeline (the deprecated text-to-video ones warn on creation) loaded from ``folder``
+    by diffusers' own loader, progress bar off: the reference our loop is compared with."""
+    import warnings
+
+    import diffusers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = getattr(diffusers, class_name).from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _tiny_models_root(tmp_path_factory):
     """Build tiny models once per test session, in a temporary folder (never the user's cache)."""

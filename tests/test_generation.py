@@ -16,6 +16,8 @@ from vid2vid_widgets.generation.diffusers_t2v import DEFAULT_T2V_MODEL, Diffuser
 from vid2vid_widgets.progress import CancelToken
 from vid2vid_widgets.tiny import tiny_model_path
 
+from conftest import reference_pipeline  # tests/ is on sys.path (pytest's prepend mode)
+
 SETTINGS = GenerationSettings(
     prompt="a cat runs on the beach at sunset",
     negative_prompt="blurry low quality",
@@ -43,13 +45,7 @@ def generator(tiny_path) -> DiffusersTextToVideo:
 @pytest.fixture(scope="module")
 def reference(tiny_path):
     """diffusers' own (deprecated) pipeline, loaded from the same folder by diffusers' own loader."""
-    from diffusers import TextToVideoSDPipeline
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipe = TextToVideoSDPipeline.from_pretrained(tiny_path)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return reference_pipeline("TextToVideoSDPipeline", tiny_path)
 
 
 def reference_frames(pipe, settings: GenerationSettings) -> np.ndarray:

@@ -19,6 +19,8 @@ from vid2vid_widgets.generation.diffusers_t2v import DiffusersTextToVideo
 from vid2vid_widgets.tiny import tiny_model_path
 from vid2vid_widgets.video.fit import crop_box, fit_frames
 
+from conftest import reference_pipeline  # tests/ is on sys.path (pytest's prepend mode)
+
 SETTINGS = GenerationSettings(prompt="a red car on the street at night", negative_prompt="blurry", seed=99,
                               num_frames=8, num_steps=4, guidance_scale=9.0, height=32, width=32)
 
@@ -51,13 +53,7 @@ def generator(tiny_path) -> DiffusersTextToVideo:
 @pytest.fixture(scope="module")
 def reference(tiny_path):
     """diffusers' own video-to-video pipeline, loaded from the same folder by diffusers' loader."""
-    from diffusers import VideoToVideoSDPipeline
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipe = VideoToVideoSDPipeline.from_pretrained(tiny_path)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return reference_pipeline("VideoToVideoSDPipeline", tiny_path)
 
 
 def reference_frames(pipe, settings: GenerationSettings, frames: np.ndarray) -> np.ndarray:
