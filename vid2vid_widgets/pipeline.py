@@ -25,7 +25,8 @@ from . import downloads, video
 from ._compat import CPU_WARNING, resolve_device
 from .captioning import BlipCaptioner, Caption
 from .errors import BusyError, InvalidSettingsError, InvalidVideoError, OutputNotWritableError, Vid2VidError
-from .generation.base import MAX_SEED, GenerationSettings, Generator, generation_out_of_memory_advice, size_for_aspect
+from .generation.base import (MAX_SEED, GenerationSettings, Generator, generation_out_of_memory_advice,
+                              missing_input_error, size_for_aspect)
 from .generation.preview import DEFAULT_PREVIEW_EVERY, png_bytes
 from .oom import out_of_memory_advice, out_of_memory_guard
 from .progress import CancelToken, Preview, PreviewCallback, Progress, ProgressCallback, StepReporter
@@ -376,12 +377,8 @@ class Vid2VidPipeline:
         if prompt is not None:
             overrides["prompt"] = prompt
         checked, notices = base.replace(**overrides).checked()
-        if checked.follows_input and source is None:
-            raise InvalidSettingsError(
-                f"strength {checked.strength:g} follows an input video, but none was given: pass one "
-                "(source=... in Python, vid2vid run VIDEO on the command line, or load a video in the panel), "
-                "or set strength to 1 to make the video from the words alone."
-            )
+        if checked.follows_input and source is None:  # before any model loads
+            raise missing_input_error(checked)
         started = time.perf_counter()
         self._load_with_progress(self.generator, on_progress, cancel)
         loaded_at = time.perf_counter()

@@ -192,6 +192,15 @@ def generation_out_of_memory_advice(settings: GenerationSettings, also: Sequence
     )
 
 
+def missing_input_error(settings: GenerationSettings) -> InvalidSettingsError:
+    """The one message for a strength below 1 with no video to follow (pipeline and generators alike)."""
+    return InvalidSettingsError(
+        f"strength {settings.strength:g} follows an input video, but none was given: pass one (source=... or "
+        "init_frames=... in Python, vid2vid run VIDEO on the command line, or load a video in the panel), or set "
+        "strength to 1 to make the video from the words alone."
+    )
+
+
 def truncation_note(what: str, max_tokens: int, cut: str) -> str:
     """The note when a prompt is longer than the text encoder reads; ``cut`` is what fell off."""
     label = "The caption" if what == "caption" else f"The {what}"
@@ -389,10 +398,7 @@ class GeneratorBase:
         settings, notes = settings.checked()
         seeds = [int(settings.replace(seed=s).checked()[0].seed) for s in seeds] if seeds else [int(settings.seed)]
         if settings.follows_input and init_frames is None:
-            raise InvalidSettingsError(
-                f"strength {settings.strength:g} follows an input video, but none was given: pass the video "
-                "(source=... / init_frames=...), or set strength to 1 to make the video from the words alone."
-            )
+            raise missing_input_error(settings)
         if cancel is not None:
             cancel.raise_if_cancelled()
         timings: Dict[str, float] = {}
@@ -666,4 +672,4 @@ def _check_init_frames(frames: Any, num_frames: int) -> np.ndarray:
 
 
 __all__ = ["GenerationSettings", "GeneratedFrames", "Generator", "GeneratorBase", "Sampler", "SCHEDULERS",
-           "MAX_SEED", "truncation_note", "generation_out_of_memory_advice", "size_for_aspect"]
+           "MAX_SEED", "truncation_note", "missing_input_error", "generation_out_of_memory_advice", "size_for_aspect"]
